@@ -1,0 +1,83 @@
+# asyncgate developer tasks. Everything installs itself on first use: `make test` on a fresh clone works.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 3000
+PYTEST_WORKERS ?= 2
+
+SAM_VENV := .tools/sam
+SAM := $(SAM_VENV)/bin/sam
+
+# mypy over the code directories that exist. Every function is `functions/<name>/app.py`; with
+# explicit_package_bases (pyproject.toml) each is checked as module `functions.<name>.app`.
+MYPY_DIRS := $(wildcard layers/asyncgate/asyncgate src/asyncgate_dev functions tests bench)
+
+.PHONY: install lint format test unit integration bench dev build clean
+
+$(VENV)/.installed: pyproject.toml
+	@if [[ ! -x "$(PY)" ]]; then python3 -m venv "$(VENV)"; fi
+	"$(PY)" -m pip install --quiet --upgrade pip
+	"$(PY)" -m pip install --quiet -e '.[dev]'
+	touch "$@"
+
+install: $(VENV)/.installed
+
+lint: install
+	"$(VENV)/bin/ruff" check .
+	"$(VENV)/bin/ruff" format --check .
+	"$(VENV)/bin/mypy" $(MYPY_DIRS)
+	"$(VENV)/bin/cfn-lint" template.yaml
+
+format: install
+	"$(VENV)/bin/ruff" format .
+	"$(VENV)/bin/ruff" check --fix .
+
+test: install
+	$(MAKE) --no-print-directory lint
+	"$(VENV)/bin/pytest" -n $(PYTEST_WORKERS) tests
+
+unit: install
+	"$(VENV)/bin/pytest" tests/unit
+
+integration: install
+	"$(VENV)/bin/pytest" -n $(PYTEST_WORKERS) tests/integration
+
+bench: install
+	"$(PY)" bench/run.py
+
+dev: install
+	"$(VENV)/bin/asyncgate" dev --port $(PORT)
+
+# SAM CLI lives in its own virtualenv (its pins clash with the project's). `sam build` needs the
+# runtime's Python (3.13) on PATH: taken from pyenv.
+$(SAM):
+	mkdir -p .tools
+	python3 -m venv "$(SAM_VENV)"
+	"$(SAM_VENV)/bin/python" -m pip install --quiet --upgrade pip
+	"$(SAM_VENV)/bin/python" -m pip install --quiet aws-sam-cli
+
+build: $(SAM)
+	@py313=""; \
+	if command -v pyenv >/dev/null 2>&1 && prefix="$$(pyenv prefix 3.13 2>/dev/null)"; then \
+	  py313="$$prefix/bin"; \
+	else \
+	  for candidate in $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin /usr/local/bin /usr/bin; do \
+	    if [[ -x "$$candidate/python3.13" ]]; then py313="$$candidate"; break; fi; \
+	  done; \
+	fi; \
+	if [[ -z "$$py313" || ! -x "$$py313/python3.13" ]]; then \
+	  echo "make build: no CPython 3.13 found (install it with 'pyenv install 3.13' or your package manager)" >&2; \
+	  exit 1; \
+	fi; \
+	export PATH="$$py313:$$PATH" SAM_CLI_TELEMETRY=0; \
+	"$(SAM)" validate --lint; \
+	"$(SAM)" build
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -path ./.tools -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf

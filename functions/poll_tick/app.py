@@ -1,0 +1,34 @@
+"""SQS poll queue consumer: one tick per message, partial batch failures reported to SQS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from asyncgate.observability import logger, metrics, tracer
+from asyncgate.scheduling import TickMessage
+from asyncgate.services.deps import default_deps
+from asyncgate.services.ticks import process_tick
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@tracer.capture_method
+def handle_record(record: SQSRecord) -> str:
+    # An exception here fails this message only; after maxReceiveCount redrives it lands in the DLQ.
+    outcome = process_tick(default_deps(), TickMessage.model_validate_json(record.body))
+    logger.debug("tick done", extra={"outcome": outcome.value})
+    return outcome.value
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(
+        event=event, record_handler=handle_record, processor=processor, context=context
+    )

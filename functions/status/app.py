@@ -1,0 +1,37 @@
+"""GET /v1/executions/{executionId}: the execution, optionally held until it changes (long poll)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from asyncgate.api.http import authenticate, build_resolver, json_response, parse_query, remaining_deadline
+from asyncgate.api.models import ExecutionView, StatusQuery
+from asyncgate.observability import logger, metrics, tracer
+from asyncgate.services.deps import default_deps
+from asyncgate.services.executions import retry_after_seconds, wait_for_change
+from asyncgate.store.keys import Scope
+
+app = build_resolver()
+
+
+@app.get("/v1/executions/<executionId>")
+def get_execution(executionId: str) -> Response[str]:
+    deps = default_deps()
+    principal = authenticate(app, deps, Scope.EXECUTION_READ)
+    query = parse_query(app, StatusQuery)
+    execution = wait_for_change(
+        deps, principal, executionId, wait_seconds=query.wait_seconds, deadline=remaining_deadline(app)
+    )
+    retry_after = retry_after_seconds(deps, execution)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    return json_response(200, ExecutionView.of(execution), headers)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

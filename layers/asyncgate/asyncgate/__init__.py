@@ -1,0 +1,1 @@
+"""asyncgate: the shared package of the Lambda layer (domain, services, adapters, API plumbing)."""

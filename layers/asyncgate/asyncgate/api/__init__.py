@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by the API functions: request/response models, auth, the error envelope."""

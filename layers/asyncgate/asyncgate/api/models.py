@@ -1,0 +1,194 @@
+"""Request and response bodies of the public contract (camelCase on the wire)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic.alias_generators import to_camel
+
+from asyncgate.domain.clock import format_ts
+from asyncgate.domain.execution import EventType, Execution
+from asyncgate.domain.status import Status
+
+Timestamp = Annotated[datetime, PlainSerializer(format_ts, return_type=str)]
+
+METADATA_MAX_KEYS = 16
+METADATA_MAX_VALUE = 512
+METADATA_MAX_KEY = 64
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+    )
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+
+class WebhookRequest(WireModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2048)
+    events: list[EventType] | None = Field(default=None, min_length=1)
+
+
+class SubmitRequest(WireModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=128)
+    input: dict[str, Any] = Field(default_factory=dict)
+    webhook: WebhookRequest | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_limits(cls, metadata: dict[str, str]) -> dict[str, str]:
+        if len(metadata) > METADATA_MAX_KEYS:
+            raise ValueError(f"at most {METADATA_MAX_KEYS} keys")
+        for key, value in metadata.items():
+            if not key or len(key) > METADATA_MAX_KEY:
+                raise ValueError(f"keys must be 1-{METADATA_MAX_KEY} characters")
+            if len(value) > METADATA_MAX_VALUE:
+                raise ValueError(f"value of {key!r} is over {METADATA_MAX_VALUE} characters")
+        return metadata
+
+
+class ListQuery(WireModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status | None = None
+    model: str | None = Field(default=None, min_length=1, max_length=128)
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, min_length=1, max_length=512)
+
+
+class StatusQuery(WireModel):
+    model_config = ConfigDict(extra="forbid")
+
+    wait_seconds: int = Field(default=0, ge=0, le=20)
+
+
+class OutputView(WireModel):
+    url: str
+    content_type: str | None
+
+
+class ResultView(WireModel):
+    outputs: list[OutputView]
+    raw: dict[str, Any]
+
+
+class ErrorView(WireModel):
+    code: str
+    message: str
+    provider_status: int | None
+    provider_body: str | None
+
+
+class CostView(WireModel):
+    credits: float
+
+
+class AttemptView(WireModel):
+    at: Timestamp
+    status_code: int | None
+    error: str | None
+
+
+class WebhookView(WireModel):
+    configured: bool
+    url: str | None
+    state: Literal["none", "pending", "delivered", "failed"]
+    attempts: list[AttemptView]
+
+
+class ExecutionView(WireModel):
+    execution_id: str
+    model: str
+    status: Status
+    progress: float | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
+    updated_at: Timestamp
+    provider_request_id: str | None
+    result: ResultView | None
+    error: ErrorView | None
+    poll_count: int
+    cost: CostView | None
+    metadata: dict[str, str]
+    webhook: WebhookView
+    cleanup_after: Timestamp | None
+
+    @classmethod
+    def of(cls, execution: Execution) -> ExecutionView:
+        data = execution.model_dump()
+        data["webhook"] = {**data["webhook"], "configured": execution.webhook.url is not None}
+        return cls.model_validate(data)
+
+
+class SubmitWebhookView(WireModel):
+    configured: bool
+    url: str | None
+
+
+class SubmitAccepted(WireModel):
+    is_async: bool = Field(default=True, alias="async")
+    execution_id: str
+    status: Status
+    model: str
+    provider_request_id: str | None
+    created_at: Timestamp
+    status_url: str
+    cancel_url: str
+    webhook: SubmitWebhookView
+
+    @classmethod
+    def of(cls, execution: Execution) -> SubmitAccepted:
+        return cls(
+            execution_id=execution.execution_id,
+            status=execution.status,
+            model=execution.model,
+            provider_request_id=execution.provider_request_id,
+            created_at=execution.created_at,
+            status_url=execution_path(execution.execution_id),
+            cancel_url=execution_path(execution.execution_id) + "/cancel",
+            webhook=SubmitWebhookView(
+                configured=execution.webhook.url is not None, url=execution.webhook.url
+            ),
+        )
+
+
+class ExecutionPage(WireModel):
+    items: list[ExecutionView]
+    next_cursor: str | None
+
+
+class CancelAnswer(WireModel):
+    execution_id: str
+    cancelled: bool
+    previous_status: Status
+    status: Status
+    message: str
+
+
+class ModelView(WireModel):
+    model: str
+    provider: str
+    is_async: bool = Field(alias="async")
+    cancel: bool
+    expected_duration_seconds: float
+    max_duration_seconds: float
+    price: CostView
+
+
+class ModelList(WireModel):
+    items: list[ModelView]
+
+
+def execution_path(execution_id: str) -> str:
+    return f"/v1/executions/{execution_id}"

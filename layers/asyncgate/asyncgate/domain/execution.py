@@ -1,0 +1,183 @@
+"""The execution as the domain knows it, and the pure functions that move it through its lifecycle."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from asyncgate.domain.catalog import ModelSpec
+from asyncgate.domain.status import FAILURE_CODES, Event, Status, next_status
+
+EventType = Literal[
+    "execution.succeeded",
+    "execution.failed",
+    "execution.cancelled",
+    "execution.running",
+    "execution.progress",
+]
+TERMINAL_EVENTS: tuple[EventType, ...] = ("execution.succeeded", "execution.failed", "execution.cancelled")
+
+_FAILURE_MESSAGES = {
+    "PROVIDER_SUBMIT_FAILED": "the provider refused the job",
+    "PROVIDER_FAILED": "the provider reported failure",
+    "PROVIDER_RESPONSE_INCOMPLETE": "the provider reported completion without the expected output",
+    "EXECUTION_TIMEOUT": "the execution ran past the model's maxDurationSeconds",
+    "PROVIDER_UNREACHABLE": "the provider could not be reached within the error budget",
+}
+
+
+class OutputRef(BaseModel):
+    url: str
+    content_type: str | None = None
+
+
+class Result(BaseModel):
+    outputs: list[OutputRef] = Field(default_factory=list)
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExecutionError(BaseModel):
+    code: str
+    message: str
+    provider_status: int | None = None
+    provider_body: str | None = None
+
+
+class Failure(BaseModel):
+    """What went wrong, before the status machine decides whether it fails the execution."""
+
+    message: str | None = None
+    provider_status: int | None = None
+    provider_body: str | None = None
+
+
+class Cost(BaseModel):
+    credits: float
+
+
+class WebhookAttempt(BaseModel):
+    at: datetime
+    status_code: int | None = None
+    error: str | None = None
+
+
+class WebhookConfig(BaseModel):
+    url: str | None = None
+    events: list[EventType] = Field(default_factory=lambda: list(TERMINAL_EVENTS))
+    state: Literal["none", "pending", "delivered", "failed"] = "none"
+    attempts: list[WebhookAttempt] = Field(default_factory=list)
+
+
+class Execution(BaseModel):
+    execution_id: str
+    tenant: str
+    model: str
+    provider: str
+    provider_model: str
+    status: Status
+    # Bumped by every write; each write is conditional on the version it read.
+    version: int = 1
+    input: dict[str, Any] = Field(default_factory=dict)
+    progress: float | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    updated_at: datetime
+    provider_request_id: str | None = None
+    result: Result | None = None
+    error: ExecutionError | None = None
+    poll_count: int = 0
+    consecutive_errors: int = 0
+    cost: Cost | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    webhook: WebhookConfig = Field(default_factory=WebhookConfig)
+    cleanup_after: datetime | None = None
+    # When the next poll tick is due; None once terminal. The sweeper re-arms what is overdue.
+    next_poll_at: datetime | None = None
+    # Identifies the one poll-tick message the execution is waiting for; any other is stale.
+    tick_id: str = Field(default_factory=lambda: new_tick_id())
+    # The provider's cancel was called (so a cancel_requested tick does not call it again).
+    cancel_sent: bool = False
+
+    @property
+    def terminal(self) -> bool:
+        return self.status.terminal
+
+
+def new_tick_id() -> str:
+    return uuid.uuid4().hex
+
+
+def new_execution(
+    *,
+    execution_id: str,
+    tenant: str,
+    spec: ModelSpec,
+    input: dict[str, Any],
+    metadata: dict[str, str],
+    webhook_url: str | None,
+    webhook_events: list[EventType] | None,
+    now: datetime,
+    first_tick_at: datetime,
+) -> Execution:
+    webhook = WebhookConfig(
+        url=webhook_url,
+        events=webhook_events or list(TERMINAL_EVENTS),
+        state="pending" if webhook_url else "none",
+    )
+    return Execution(
+        execution_id=execution_id,
+        tenant=tenant,
+        model=spec.model,
+        provider=spec.provider,
+        provider_model=spec.provider_model,
+        status=Status.QUEUED,
+        input=input,
+        created_at=now,
+        updated_at=now,
+        metadata=metadata,
+        webhook=webhook,
+        next_poll_at=first_tick_at,
+    )
+
+
+def advance(
+    execution: Execution,
+    event: Event,
+    *,
+    spec: ModelSpec,
+    now: datetime,
+    retention: timedelta,
+    failure: Failure | None = None,
+    **changes: Any,
+) -> Execution:
+    """The execution after `event`: status from the status machine, plus the bookkeeping every
+    transition shares (version, timestamps, terminal fields, error, cost).
+
+    Raises IllegalTransition when the event does not apply (e.g. anything on a terminal execution).
+    """
+    status = next_status(execution.status, event)
+    update: dict[str, Any] = {
+        **changes,
+        "status": status,
+        "version": execution.version + 1,
+        "updated_at": now,
+    }
+    if status.terminal:
+        update |= {"completed_at": now, "cleanup_after": now + retention, "next_poll_at": None}
+        update["cost"] = Cost(credits=spec.price.credits if status is Status.SUCCEEDED else 0)
+        if status is Status.SUCCEEDED:
+            update["progress"] = 100.0
+    if status is Status.FAILED:
+        code = FAILURE_CODES[event]
+        failure = failure or Failure()
+        update["error"] = ExecutionError(
+            code=code,
+            message=failure.message or _FAILURE_MESSAGES[code],
+            provider_status=failure.provider_status,
+            provider_body=failure.provider_body,
+        )
+    return execution.model_copy(update=update)

@@ -1,0 +1,88 @@
+"""The provider port: every adapter (simulated, Replicate, fal, ...) implements these three calls.
+
+Adapters translate a provider's HTTP vocabulary into these neutral types; the core never sees a
+provider's own status names.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+PROVIDER_BODY_LIMIT = 4096
+
+
+def truncate_body(body: str) -> str:
+    """Provider bodies are kept for diagnosis, bounded to 4 KiB as the contract requires."""
+    encoded = body.encode("utf-8", errors="replace")
+    if len(encoded) <= PROVIDER_BODY_LIMIT:
+        return body
+    return encoded[:PROVIDER_BODY_LIMIT].decode("utf-8", errors="ignore")
+
+
+class ProviderState(StrEnum):
+    """What the provider says about a job, in asyncgate's words."""
+
+    PENDING = "pending"  # accepted, not started (in the provider's queue)
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Output(BaseModel):
+    url: str
+    content_type: str | None = None
+
+
+class ProviderJob(BaseModel):
+    """The provider accepted a submit."""
+
+    provider_request_id: str
+
+
+class PollResult(BaseModel):
+    state: ProviderState
+    progress: float | None = Field(default=None, ge=0.0, le=100.0)
+    outputs: list[Output] = Field(default_factory=list)
+    raw: dict[str, Any] = Field(default_factory=dict)
+    error_message: str | None = None
+    # Set on a terminal answer whose promised outputs are missing ("done but no output").
+    incomplete: bool = False
+
+
+class ProviderError(Exception):
+    """Base for failures talking to a provider."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = truncate_body(body) if body is not None else None
+
+
+class ProviderRejected(ProviderError):
+    """The provider answered with a 4xx/5xx that is its final word on this request (not worth retrying)."""
+
+
+class ProviderUnavailable(ProviderError):
+    """A transient failure (5xx, timeout, connection error): worth retrying within the error budget."""
+
+
+class Provider(Protocol):
+    """The three calls every provider adapter offers."""
+
+    name: str
+
+    def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
+        """Start a job. Raises ProviderRejected (4xx/5xx answer) or ProviderUnavailable (no answer)."""
+        ...
+
+    def poll(self, provider_request_id: str) -> PollResult:
+        """Read the job's state. Raises ProviderUnavailable for transient failures."""
+        ...
+
+    def cancel(self, provider_request_id: str) -> None:
+        """Ask the provider to stop the job. Raises ProviderError when the request fails."""
+        ...

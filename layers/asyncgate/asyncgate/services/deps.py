@@ -1,0 +1,59 @@
+"""Everything a service needs from the outside world, built once per container and injectable in tests."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cache
+
+from asyncgate import aws
+from asyncgate.domain.catalog import Catalog, ModelSpec, load_catalog
+from asyncgate.domain.clock import utcnow
+from asyncgate.errors import UnknownModel
+from asyncgate.providers.base import Provider
+from asyncgate.providers.registry import provider_for
+from asyncgate.scheduling import PollScheduler
+from asyncgate.settings import Settings, get_settings
+from asyncgate.store.executions import ExecutionStore
+from asyncgate.store.keys import ApiKeyStore
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    executions: ExecutionStore
+    api_keys: ApiKeyStore
+    scheduler: PollScheduler
+    catalog: Catalog
+    providers: Callable[[str], Provider]
+    clock: Callable[[], datetime] = utcnow
+    rng: random.Random = field(default_factory=random.Random)
+
+    @property
+    def retention(self) -> timedelta:
+        return timedelta(days=self.settings.retention_days)
+
+    def scaled(self, seconds: float) -> timedelta:
+        """A scheduled wait, shrunk by the local stack's time scale (1.0 in AWS)."""
+        return timedelta(seconds=seconds * self.settings.time_scale)
+
+    def spec(self, model: str) -> ModelSpec:
+        spec = self.catalog.get(model)
+        if spec is None:
+            raise UnknownModel(f"model {model!r} is not in the catalog", details={"model": model})
+        return spec
+
+
+@cache
+def default_deps() -> Deps:
+    settings = get_settings()
+    return Deps(
+        settings=settings,
+        executions=ExecutionStore(aws.dynamodb(), settings.table_name),
+        api_keys=ApiKeyStore(aws.dynamodb(), settings.table_name),
+        scheduler=PollScheduler(aws.sqs(), settings.poll_queue_url),
+        catalog=load_catalog(settings.catalog_file),
+        providers=provider_for,
+    )

@@ -1,0 +1,207 @@
+"""The transition code every path shares: dispatch to the provider, one poll step, and the commit
+(conditional write, then the next tick). Submit, the poll tick, cancel and the sweeper all use it."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from asyncgate.domain.catalog import ModelSpec
+from asyncgate.domain.execution import Execution, Failure, OutputRef, Result, advance, new_tick_id
+from asyncgate.domain.schedule import error_retry_delay, first_poll_delay, next_poll_delay
+from asyncgate.domain.status import Event, Status
+from asyncgate.observability import logger, metrics
+from asyncgate.providers.base import (
+    Output,
+    PollResult,
+    Provider,
+    ProviderError,
+    ProviderRejected,
+    ProviderState,
+    ProviderUnavailable,
+    truncate_body,
+)
+from asyncgate.scheduling import TickMessage
+from asyncgate.services.deps import Deps
+
+# After cancel was asked, look again soon: the provider usually confirms within seconds.
+CANCEL_FOLLOW_UP_SECONDS = 2.0
+
+
+def commit(deps: Deps, before: Execution, after: Execution, *, now: datetime) -> None:
+    """Write the transition (conditional on the version read; raises StaleWrite when it lost a race),
+    then arm the tick the new state waits for. A crash between the two leaves the execution overdue,
+    which the sweeper re-arms."""
+    deps.executions.update(before, after)
+    if after.status is not before.status:
+        metrics.add_metric(
+            name=f"Executions{after.status.value.title().replace('_', '')}", unit=MetricUnit.Count, value=1
+        )
+        logger.info("execution transition", extra={"from": before.status.value, "to": after.status.value})
+    if not after.terminal and after.next_poll_at and after.tick_id != before.tick_id:
+        arm_tick(deps, after, now=now)
+
+
+def arm_tick(deps: Deps, execution: Execution, *, now: datetime) -> None:
+    assert execution.next_poll_at is not None
+    deps.scheduler.send(
+        TickMessage(
+            execution_id=execution.execution_id, tick_id=execution.tick_id, due_at=execution.next_poll_at
+        ),
+        now=now,
+    )
+
+
+def _rescheduled(deps: Deps, now: datetime, delay_seconds: float) -> dict[str, Any]:
+    return {"next_poll_at": now + deps.scaled(delay_seconds), "tick_id": new_tick_id()}
+
+
+def _failure(error: ProviderError) -> Failure:
+    return Failure(message=str(error), provider_status=error.status, provider_body=error.body)
+
+
+def dispatch(deps: Deps, execution: Execution, spec: ModelSpec, *, now: datetime) -> Execution:
+    """Hand a queued execution to its provider: running with a first poll planned, or failed."""
+    provider = deps.providers(spec.provider)
+    try:
+        job = provider.submit(
+            execution_id=execution.execution_id, provider_model=spec.provider_model, input=execution.input
+        )
+    except ProviderError as error:
+        # A submit is never retried blindly: the provider may have started (and billed) the job.
+        metrics.add_metric(name="ProviderSubmitErrors", unit=MetricUnit.Count, value=1)
+        return advance(
+            execution,
+            Event.SUBMIT_FAILED,
+            spec=spec,
+            now=now,
+            retention=deps.retention,
+            failure=_failure(error),
+        )
+    return advance(
+        execution,
+        Event.DISPATCHED,
+        spec=spec,
+        now=now,
+        retention=deps.retention,
+        provider_request_id=job.provider_request_id,
+        started_at=now,
+        **_rescheduled(deps, now, first_poll_delay(spec.poll_plan)),
+    )
+
+
+def step(deps: Deps, execution: Execution, spec: ModelSpec, *, now: datetime) -> Execution:
+    """One tick of a live execution: dispatch it, or call the provider and derive the next state."""
+    if execution.status is Status.QUEUED:
+        return dispatch(deps, execution, spec, now=now)
+    assert execution.provider_request_id is not None
+    provider = deps.providers(spec.provider)
+    started = execution.started_at or execution.created_at
+    elapsed = (now - started).total_seconds()
+
+    def finish(event: Event, **changes: Any) -> Execution:
+        return advance(execution, event, spec=spec, now=now, retention=deps.retention, **changes)
+
+    if elapsed > spec.max_duration_seconds:
+        if spec.cancel:
+            _cancel_quietly(provider, execution.provider_request_id)
+        return finish(Event.TIMED_OUT)
+
+    cancel_sent = execution.cancel_sent
+    try:
+        if execution.status is Status.CANCEL_REQUESTED and spec.cancel and not cancel_sent:
+            try:
+                provider.cancel(execution.provider_request_id)
+            except ProviderRejected as error:
+                # The provider will not cancel (it may have finished already): the poll below tells.
+                logger.info("provider refused cancel", extra={"providerStatus": error.status})
+            cancel_sent = True
+        polled = provider.poll(execution.provider_request_id)
+    except ProviderUnavailable as error:
+        metrics.add_metric(name="ProviderPollErrors", unit=MetricUnit.Count, value=1)
+        errors = execution.consecutive_errors + 1
+        if errors > spec.poll_error_budget:
+            return finish(Event.UNREACHABLE, failure=_failure(error), cancel_sent=cancel_sent)
+        return finish(
+            Event.PROGRESSED,
+            consecutive_errors=errors,
+            cancel_sent=cancel_sent,
+            **_rescheduled(deps, now, error_retry_delay(errors, deps.rng)),
+        )
+    except ProviderRejected as error:
+        return finish(Event.PROVIDER_FAILED, failure=_failure(error), cancel_sent=cancel_sent)
+
+    metrics.add_metric(name="ProviderPolls", unit=MetricUnit.Count, value=1)
+    polled_fields: dict[str, Any] = {
+        "poll_count": execution.poll_count + 1,
+        "consecutive_errors": 0,
+        "cancel_sent": cancel_sent,
+    }
+    return _after_poll(deps, execution, spec, polled, now=now, elapsed=elapsed, fields=polled_fields)
+
+
+def _after_poll(
+    deps: Deps,
+    execution: Execution,
+    spec: ModelSpec,
+    polled: PollResult,
+    *,
+    now: datetime,
+    elapsed: float,
+    fields: dict[str, Any],
+) -> Execution:
+    def finish(event: Event, **changes: Any) -> Execution:
+        return advance(execution, event, spec=spec, now=now, retention=deps.retention, **fields, **changes)
+
+    result = (
+        Result(outputs=[_output(output) for output in polled.outputs], raw=polled.raw)
+        if polled.outputs
+        else None
+    )
+    match polled.state:
+        case ProviderState.SUCCEEDED if polled.incomplete or not polled.outputs:
+            return finish(Event.INCOMPLETE, failure=Failure(provider_body=_raw_body(polled)))
+        case ProviderState.SUCCEEDED:
+            return finish(Event.PROVIDER_SUCCEEDED, result=result)
+        case ProviderState.FAILED:
+            failure = Failure(message=polled.error_message, provider_body=_raw_body(polled))
+            return finish(Event.PROVIDER_FAILED, failure=failure, result=result)
+        case ProviderState.CANCELLED:
+            return finish(Event.PROVIDER_CANCELLED, result=result)
+    if execution.status is Status.CANCEL_REQUESTED and not spec.cancel:
+        # Nothing can stop the provider's job: stop following it, keep what it made so far.
+        return finish(Event.CANCEL_CONFIRMED, result=result)
+    if execution.status is Status.CANCEL_REQUESTED:
+        delay = CANCEL_FOLLOW_UP_SECONDS
+    else:
+        delay = next_poll_delay(
+            spec.poll_plan,
+            elapsed=elapsed,
+            progress=polled.progress,
+            rng=deps.rng,
+        )
+    return finish(
+        Event.PROGRESSED,
+        progress=polled.progress if polled.progress is not None else execution.progress,
+        result=result or execution.result,
+        **_rescheduled(deps, now, delay),
+    )
+
+
+def _output(output: Output) -> OutputRef:
+    return OutputRef(url=output.url, content_type=output.content_type)
+
+
+def _raw_body(polled: PollResult) -> str | None:
+    return truncate_body(json.dumps(polled.raw)) if polled.raw else None
+
+
+def _cancel_quietly(provider: Provider, provider_request_id: str) -> None:
+    """Stop a job we gave up on; the execution fails either way, so a refusal is only logged."""
+    try:
+        provider.cancel(provider_request_id)
+    except ProviderError as error:
+        logger.warning("provider cancel failed after timeout", extra={"providerStatus": error.status})

@@ -1,0 +1,37 @@
+"""The environment, read once per container into a typed model."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+DEFAULT_CATALOG = Path(__file__).with_name("catalog.json")
+
+
+class Settings(BaseModel):
+    table_name: str = Field(min_length=1)
+    poll_queue_url: str = Field(min_length=1)
+    sim_provider_url: str = ""
+    catalog_file: Path = DEFAULT_CATALOG
+    retention_days: int = Field(default=7, ge=1)
+    # The local stack shrinks every scheduled wait by this factor; 1.0 in AWS.
+    time_scale: float = Field(default=1.0, gt=0)
+    # How long a resolved API key is trusted inside one warm container before it is read again.
+    auth_cache_seconds: float = Field(default=30.0, ge=0)
+
+
+@cache
+def get_settings() -> Settings:
+    env = os.environ
+    return Settings(
+        table_name=env.get("TABLE_NAME", ""),
+        poll_queue_url=env.get("POLL_QUEUE_URL", ""),
+        sim_provider_url=env.get("SIM_PROVIDER_URL", ""),
+        catalog_file=Path(env.get("CATALOG_FILE") or DEFAULT_CATALOG),
+        retention_days=int(env.get("RETENTION_DAYS") or 7),
+        time_scale=float(env.get("TIME_SCALE") or 1.0),
+        auth_cache_seconds=float(env.get("AUTH_CACHE_SECONDS") or 30.0),
+    )

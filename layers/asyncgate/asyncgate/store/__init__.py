@@ -1,0 +1,1 @@
+"""Data access: DynamoDB items and the conditional writes that guard every transition."""

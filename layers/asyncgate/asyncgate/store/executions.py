@@ -1,0 +1,245 @@
+"""The executions table: one item per execution, every change a conditional write on its version."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from asyncgate.domain.clock import format_ts
+from asyncgate.domain.execution import Execution
+from asyncgate.domain.status import Status
+from asyncgate.store.items import (
+    DUE_SHARDS,
+    LIST_SHARDS,
+    Item,
+    due_shard,
+    execution_key,
+    from_item,
+    serialize,
+    tenant_shard,
+    to_attributes,
+    to_item,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+BY_TENANT_INDEX = "ByTenant"
+BY_DUE_INDEX = "ByDue"
+# Attributes that identify an item and never change after creation.
+_IMMUTABLE = frozenset({"pk", "sk", "executionId", "tenant", "tenantShard", "createdKey", "createdAt"})
+
+
+class StaleWrite(Exception):
+    """Someone else changed the execution since it was read (the conditional write lost)."""
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Execution]
+    next_cursor: str | None
+
+
+def _is_condition_failure(error: ClientError) -> bool:
+    code = error.response.get("Error", {}).get("Code")
+    return code in {"ConditionalCheckFailedException", "TransactionCanceledException"}
+
+
+def encode_cursor(position: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"v": 1, "before": position}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        decoded = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        position = decoded["before"]
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeError) as error:
+        raise InvalidCursor("cursor is not one this API issued") from error
+    if decoded.get("v") != 1 or not isinstance(position, str) or "#" not in position:
+        raise InvalidCursor("cursor is not one this API issued")
+    return position
+
+
+class ExecutionStore:
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    def create(self, execution: Execution) -> None:
+        self._client.put_item(
+            TableName=self._table,
+            Item=to_item(execution),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+
+    def get(self, execution_id: str, *, consistent: bool = True) -> Execution | None:
+        answer = self._client.get_item(
+            TableName=self._table, Key=execution_key(execution_id), ConsistentRead=consistent
+        )
+        item = answer.get("Item")
+        return from_item(item) if item else None
+
+    def update(self, before: Execution, after: Execution) -> None:
+        """Write what changed from `before` to `after`, only if the item is still at `before.version`.
+
+        Only changed attributes are written, so writers of other attributes are never overwritten.
+        """
+        old, new = to_attributes(before), to_attributes(after)
+        changed = {
+            name: value
+            for name, value in new.items()
+            if name not in _IMMUTABLE and value is not None and value != old.get(name)
+        }
+        removed = [name for name, value in new.items() if value is None and old.get(name) is not None]
+        names: dict[str, str] = {}
+        values: Item = {":expected": {"N": str(before.version)}}
+        sets, removes = [], []
+        for index, (name, value) in enumerate(changed.items()):
+            names[f"#a{index}"] = name
+            values[f":v{index}"] = serialize({name: value})[name]
+            sets.append(f"#a{index} = :v{index}")
+        for index, name in enumerate(removed):
+            names[f"#r{index}"] = name
+            removes.append(f"#r{index}")
+        names["#version"] = "version"
+        expression = "SET " + ", ".join(sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=execution_key(before.execution_id),
+                UpdateExpression=expression,
+                ConditionExpression="#version = :expected",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise StaleWrite(before.execution_id) from error
+            raise
+
+    def list_for_tenant(
+        self, tenant: str, *, status: Status | None, model: str | None, limit: int, cursor: str | None
+    ) -> Page:
+        """Newest first. Every shard is sorted by the same `createdAt#id` key, so one position (the last
+        key returned) continues all shards at once: that position is the whole cursor."""
+        before = decode_cursor(cursor) if cursor else None
+        with ThreadPoolExecutor(max_workers=LIST_SHARDS) as pool:
+            shard_pages = list(
+                pool.map(
+                    lambda shard: self._query_shard(tenant, shard, status, model, limit, before),
+                    range(LIST_SHARDS),
+                )
+            )
+        # A shard that stopped early (read budget) bounds how far this page may safely reach.
+        floor = max((reached for _, reached in shard_pages if reached is not None), default=None)
+        merged = heapq.merge(*(keys for keys, _ in shard_pages), reverse=True)
+        page_keys = [key for key in merged if floor is None or key > floor][:limit]
+        if len(page_keys) == limit:
+            next_cursor: str | None = encode_cursor(page_keys[-1])
+        elif floor is not None:
+            next_cursor = encode_cursor(floor)
+        else:
+            next_cursor = None
+        executions = self._batch_get([key.rsplit("#", 1)[1] for key in page_keys])
+        return Page(items=executions, next_cursor=next_cursor)
+
+    def _query_shard(
+        self,
+        tenant: str,
+        shard: int,
+        status: Status | None,
+        model: str | None,
+        limit: int,
+        before: str | None,
+    ) -> tuple[list[str], str | None]:
+        """Up to `limit` matching createdKeys of one shard, newest first, and where the read stopped
+        short of the shard's end because of the per-request read budget (None if it did not)."""
+        names = {"#shard": "tenantShard"}
+        values: Item = {":shard": {"S": tenant_shard(tenant, shard)}}
+        condition = "#shard = :shard"
+        if before:
+            names["#created"] = "createdKey"
+            condition += " AND #created < :before"
+            values[":before"] = {"S": before}
+        filters = []
+        if status:
+            names["#status"] = "status"
+            values[":status"] = {"S": status.value}
+            filters.append("#status = :status")
+        if model:
+            names["#model"] = "model"
+            values[":model"] = {"S": model}
+            filters.append("#model = :model")
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": BY_TENANT_INDEX,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+            "Limit": max(limit, 25),
+        }
+        if filters:
+            request["FilterExpression"] = " AND ".join(filters)
+        keys: list[str] = []
+        pages_left = 4  # bounded read per shard; sparse filters continue on the next page
+        while True:
+            answer = self._client.query(**request)
+            keys.extend(item["createdKey"]["S"] for item in answer.get("Items", []))
+            last = answer.get("LastEvaluatedKey")
+            pages_left -= 1
+            if len(keys) >= limit or not last:
+                return keys[:limit], None
+            if pages_left == 0:
+                return keys, last["createdKey"]["S"]
+            request["ExclusiveStartKey"] = last
+
+    def _batch_get(self, execution_ids: list[str]) -> list[Execution]:
+        if not execution_ids:
+            return []
+        pending: list[dict[str, Any]] = [execution_key(execution_id) for execution_id in execution_ids]
+        found: dict[str, Execution] = {}
+        for _ in range(5):  # unprocessed keys are retried a bounded number of times
+            answer = self._client.batch_get_item(
+                RequestItems={self._table: {"Keys": pending, "ConsistentRead": False}}
+            )
+            for item in answer.get("Responses", {}).get(self._table, []):
+                execution = from_item(item)
+                found[execution.execution_id] = execution
+            unprocessed = answer.get("UnprocessedKeys", {}).get(self._table)
+            if not unprocessed:
+                break
+            pending = list(unprocessed["Keys"])
+        return [found[execution_id] for execution_id in execution_ids if execution_id in found]
+
+    def overdue(self, now: datetime, *, limit: int) -> list[str]:
+        """Ids of live executions whose next tick was due before `now`, oldest first, at most `limit`."""
+        ids: list[str] = []
+        for shard in range(DUE_SHARDS):
+            answer = self._client.query(
+                TableName=self._table,
+                IndexName=BY_DUE_INDEX,
+                KeyConditionExpression="#shard = :shard AND #due < :now",
+                ExpressionAttributeNames={"#shard": "dueShard", "#due": "nextPollAt"},
+                ExpressionAttributeValues={":shard": {"S": due_shard(shard)}, ":now": {"S": format_ts(now)}},
+                Limit=limit - len(ids),
+            )
+            ids.extend(item["pk"]["S"].removeprefix("EXEC#") for item in answer.get("Items", []))
+            if len(ids) >= limit:
+                break
+        return ids

@@ -1,0 +1,150 @@
+"""DynamoDB item shapes and their (de)serialisation, kept apart from the domain model.
+
+Nested, free-form values (input, result, error, webhook, metadata) are stored as JSON strings: DynamoDB
+would turn their floats into Decimals and refuses empty strings in key attributes of maps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from asyncgate.domain.clock import format_ts, parse_ts
+from asyncgate.domain.execution import Cost, Execution, ExecutionError, Result, WebhookConfig
+from asyncgate.domain.status import Status
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+Item = dict[str, "AttributeValueTypeDef"]
+
+# Listing and the due index spread one tenant's executions over this many partitions, so a tenant with
+# 100 000 live executions never writes to a single hot GSI partition. Changing it orphans listed items.
+LIST_SHARDS = 8
+DUE_SHARDS = 8
+EXECUTION_SK = "EXEC"
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def execution_key(execution_id: str) -> Item:
+    return {"pk": {"S": f"EXEC#{execution_id}"}, "sk": {"S": EXECUTION_SK}}
+
+
+def shard_of(execution_id: str, shards: int) -> int:
+    return int(hashlib.sha256(execution_id.encode()).hexdigest()[:8], 16) % shards
+
+
+def tenant_shard(tenant: str, shard: int) -> str:
+    return f"{tenant}#{shard}"
+
+
+def due_shard(shard: int) -> str:
+    return f"DUE#{shard}"
+
+
+def created_key(execution: Execution) -> str:
+    return f"{format_ts(execution.created_at)}#{execution.execution_id}"
+
+
+def _dump(model: Any) -> str:
+    return json.dumps(model.model_dump(mode="json"), separators=(",", ":"), sort_keys=True)
+
+
+def to_attributes(execution: Execution) -> dict[str, Any]:
+    """The execution as plain attribute values (before DynamoDB typing); None means absent."""
+    live = not execution.terminal
+    return {
+        "pk": f"EXEC#{execution.execution_id}",
+        "sk": EXECUTION_SK,
+        "executionId": execution.execution_id,
+        "tenant": execution.tenant,
+        "tenantShard": tenant_shard(execution.tenant, shard_of(execution.execution_id, LIST_SHARDS)),
+        "createdKey": created_key(execution),
+        "model": execution.model,
+        "provider": execution.provider,
+        "providerModel": execution.provider_model,
+        "status": execution.status.value,
+        "version": execution.version,
+        "input": json.dumps(execution.input, separators=(",", ":")),
+        "progress": execution.progress,
+        "createdAt": format_ts(execution.created_at),
+        "startedAt": format_ts(execution.started_at) if execution.started_at else None,
+        "completedAt": format_ts(execution.completed_at) if execution.completed_at else None,
+        "updatedAt": format_ts(execution.updated_at),
+        "providerRequestId": execution.provider_request_id,
+        "result": _dump(execution.result) if execution.result else None,
+        "error": _dump(execution.error) if execution.error else None,
+        "pollCount": execution.poll_count,
+        "consecutiveErrors": execution.consecutive_errors,
+        "costCredits": execution.cost.credits if execution.cost else None,
+        "metadata": json.dumps(execution.metadata, separators=(",", ":")),
+        "webhook": _dump(execution.webhook),
+        "cleanupAfter": format_ts(execution.cleanup_after) if execution.cleanup_after else None,
+        # TTL deletes terminal items; live ones never expire.
+        "expiresAt": int(execution.cleanup_after.timestamp()) if execution.cleanup_after else None,
+        # The due index is sparse: only live executions are in it.
+        "dueShard": due_shard(shard_of(execution.execution_id, DUE_SHARDS)) if live else None,
+        "nextPollAt": format_ts(execution.next_poll_at) if execution.next_poll_at and live else None,
+        "tickId": execution.tick_id,
+        "cancelSent": execution.cancel_sent,
+    }
+
+
+def serialize(attributes: dict[str, Any]) -> Item:
+    item: Item = {}
+    for name, value in attributes.items():
+        if value is None:
+            continue
+        # DynamoDB numbers travel as Decimal; str() keeps the float's shortest exact spelling.
+        typed = Decimal(str(value)) if isinstance(value, float) else value
+        item[name] = _serializer.serialize(typed)
+    return item
+
+
+def deserialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+
+
+def to_item(execution: Execution) -> Item:
+    return serialize(to_attributes(execution))
+
+
+def from_item(item: dict[str, Any]) -> Execution:
+    raw = deserialize(item)
+
+    def ts(name: str) -> Any:
+        return parse_ts(raw[name]) if raw.get(name) else None
+
+    return Execution(
+        execution_id=raw["executionId"],
+        tenant=raw["tenant"],
+        model=raw["model"],
+        provider=raw["provider"],
+        provider_model=raw["providerModel"],
+        status=Status(raw["status"]),
+        version=int(raw["version"]),
+        input=json.loads(raw.get("input") or "{}"),
+        progress=float(raw["progress"]) if raw.get("progress") is not None else None,
+        created_at=parse_ts(raw["createdAt"]),
+        started_at=ts("startedAt"),
+        completed_at=ts("completedAt"),
+        updated_at=parse_ts(raw["updatedAt"]),
+        provider_request_id=raw.get("providerRequestId"),
+        result=Result.model_validate_json(raw["result"]) if raw.get("result") else None,
+        error=ExecutionError.model_validate_json(raw["error"]) if raw.get("error") else None,
+        poll_count=int(raw.get("pollCount", 0)),
+        consecutive_errors=int(raw.get("consecutiveErrors", 0)),
+        cost=Cost(credits=float(raw["costCredits"])) if raw.get("costCredits") is not None else None,
+        metadata=json.loads(raw.get("metadata") or "{}"),
+        webhook=WebhookConfig.model_validate_json(raw["webhook"]) if raw.get("webhook") else WebhookConfig(),
+        cleanup_after=ts("cleanupAfter"),
+        next_poll_at=ts("nextPollAt"),
+        tick_id=raw["tickId"],
+        cancel_sent=bool(raw.get("cancelSent", False)),
+    )

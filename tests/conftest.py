@@ -1,0 +1,67 @@
+"""Shared fixtures: a dummy AWS environment, the template, and its resources provisioned on moto."""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports boto3 or Powertools: never reach a real account, never emit real traces.
+os.environ.update(
+    {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_METRICS_NAMESPACE": "Asyncgate",
+        "POWERTOOLS_SERVICE_NAME": "asyncgate",
+        "POWERTOOLS_DEV": "false",
+    }
+)
+for _variable in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+    os.environ.pop(_variable, None)
+
+from collections.abc import Iterator  # noqa: E402
+from typing import Any  # noqa: E402
+
+import boto3  # noqa: E402
+import pytest  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from asyncgate_dev.lambda_runtime import LambdaContext  # noqa: E402
+from asyncgate_dev.template import Stack, load_template, provision  # noqa: E402
+from tests.handlers import REPO_ROOT, TEMPLATE_PATH  # noqa: E402
+
+__all__ = ["TEMPLATE_PATH"]
+
+
+@pytest.fixture(scope="session")
+def template() -> dict[str, Any]:
+    """template.yaml, parsed once per session (treat it as read-only)."""
+    return load_template(TEMPLATE_PATH)
+
+
+@pytest.fixture
+def aws_stack(monkeypatch: pytest.MonkeyPatch, template: dict[str, Any]) -> Iterator[Stack]:
+    """The template's table and queues on moto, and the functions' environment in os.environ."""
+    from asyncgate.aws import reset_clients  # noqa: PLC0415 - the layer's clients must be made in the mock
+    from asyncgate.settings import get_settings  # noqa: PLC0415
+
+    with mock_aws():
+        stack = provision(template, boto3.client("dynamodb"), boto3.client("sqs"), base_dir=REPO_ROOT)
+        # Every function shares Globals.Function.Environment; SIM_PROVIDER_URL is the sim fixtures' to set.
+        for name, value in stack.function_environment("SubmitFunction").items():
+            if name == "SIM_PROVIDER_URL" and name in os.environ:
+                continue
+            monkeypatch.setenv(name, value)
+        reset_clients()
+        get_settings.cache_clear()
+        yield stack
+        reset_clients()
+        get_settings.cache_clear()
+
+
+@pytest.fixture
+def lambda_context() -> LambdaContext:
+    """A Lambda context with a real deadline (the function's 30 s), a fresh request id each test."""
+    return LambdaContext(function_name="asyncgate-test", timeout_seconds=30.0)

@@ -1,0 +1,48 @@
+"""Integration fixtures: the template's resources on moto, the simulated provider on loopback, tenants."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from asyncgate.api.http import forget_principals
+from asyncgate.providers.registry import provider_for
+from asyncgate.services.deps import default_deps
+from asyncgate.settings import get_settings
+from asyncgate.store.keys import ALL_SCOPES, ApiKeyStore, Scope
+from asyncgate_dev.simprovider import SimProviderServer
+from tests.integration.driver import KEY_A, KEY_A_READ_ONLY, KEY_B, Gateway
+
+
+@pytest.fixture(scope="session")
+def sim_server() -> Iterator[SimProviderServer]:
+    with SimProviderServer() as server:
+        yield server
+
+
+def _forget_container_state() -> None:
+    """What a fresh Lambda container would not have: cached settings, clients, adapters and keys."""
+    get_settings.cache_clear()
+    default_deps.cache_clear()
+    provider_for.cache_clear()
+    forget_principals()
+
+
+@pytest.fixture
+def gateway(
+    aws_stack: Any, sim_server: SimProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Gateway]:
+    monkeypatch.setenv("SIM_PROVIDER_URL", sim_server.url)
+    # Scheduled waits shrink 50x so a lifecycle takes seconds; SQS still rounds each hop up to 1 s.
+    monkeypatch.setenv("TIME_SCALE", "0.02")
+    _forget_container_state()
+    settings = get_settings()
+    keys = ApiKeyStore(boto3.client("dynamodb"), settings.table_name)
+    keys.put(KEY_A, "tenant-a", ALL_SCOPES)
+    keys.put(KEY_B, "tenant-b", ALL_SCOPES)
+    keys.put(KEY_A_READ_ONLY, "tenant-a", frozenset({Scope.EXECUTION_READ}))
+    yield Gateway(boto3.client("sqs"), settings.poll_queue_url)
+    _forget_container_state()

@@ -1,0 +1,82 @@
+"""Cancel: queued at once, running through cancel_requested, idempotent, 409 when terminal, races."""
+
+from __future__ import annotations
+
+import time
+
+from asyncgate_dev.simprovider import SimProviderServer
+from tests.integration.driver import Gateway
+
+
+def test_cancel_a_queued_execution_is_immediate(gateway: Gateway) -> None:
+    execution_id = gateway.submit(model="sim-image", sim={"durationSeconds": 5}).json()["executionId"]
+    answer = gateway.call("cancel", execution_id=execution_id)
+    assert answer.status == 200
+    assert answer.json() == {
+        "executionId": execution_id,
+        "cancelled": True,
+        "previousStatus": "queued",
+        "status": "cancelled",
+        "message": answer.json()["message"],
+    }
+    execution = gateway.status(execution_id)
+    assert execution["status"] == "cancelled"
+    assert execution["cost"] == {"credits": 0.0}
+    assert execution["providerRequestId"] is None
+    # The dispatch tick still on the queue finds a terminal execution and does nothing.
+    gateway.tick_once()
+    assert gateway.status(execution_id)["status"] == "cancelled"
+    assert gateway.status(execution_id)["providerRequestId"] is None
+
+
+def test_cancel_a_running_execution_goes_through_cancel_requested(
+    gateway: Gateway, sim_server: SimProviderServer
+) -> None:
+    execution_id = gateway.submit(sim={"durationSeconds": 30}).json()["executionId"]
+    first = gateway.call("cancel", execution_id=execution_id)
+    assert first.status == 200
+    assert first.json()["previousStatus"] == "running"
+    assert first.json()["status"] == "cancel_requested"
+    again = gateway.call("cancel_delete", execution_id=execution_id)
+    assert again.status == 200
+    assert again.json() == first.json(), "a repeated cancel answers as the first did"
+
+    done = gateway.run_to_end(execution_id)
+    assert done["status"] == "cancelled"
+    assert done["cost"] == {"credits": 0.0}
+    assert done["error"] is None
+    provider_id = done["providerRequestId"]
+    assert sim_server.job_status(provider_id) == "cancelled", "the provider's own cancel was called"
+
+
+def test_cancel_a_terminal_execution_is_409_with_its_status(gateway: Gateway) -> None:
+    execution_id = gateway.submit(sim={"durationSeconds": 0.3}).json()["executionId"]
+    gateway.run_to_end(execution_id)
+    answer = gateway.call("cancel", execution_id=execution_id)
+    assert answer.status == 409
+    assert answer.json() == {
+        "error": {
+            "code": "EXECUTION_NOT_CANCELLABLE",
+            "message": answer.json()["error"]["message"],
+            "details": {"status": "succeeded"},
+        }
+    }
+
+
+def test_cancel_racing_completion_ends_cancelled_with_the_result_and_no_charge(gateway: Gateway) -> None:
+    execution_id = gateway.submit(sim={"durationSeconds": 0.3}).json()["executionId"]
+    time.sleep(0.6)  # the provider finishes; no tick has seen it yet
+    assert gateway.call("cancel", execution_id=execution_id).json()["status"] == "cancel_requested"
+    done = gateway.run_to_end(execution_id)
+    assert done["status"] == "cancelled"
+    assert done["cost"] == {"credits": 0.0}
+    assert len(done["result"]["outputs"]) == 1, "the provider had finished: its result is kept"
+
+
+def test_cancel_of_unknown_or_foreign_execution_is_404(gateway: Gateway) -> None:
+    execution_id = gateway.submit(sim={"durationSeconds": 5}).json()["executionId"]
+    foreign = gateway.call("cancel", execution_id=execution_id, key="key-tenant-b")
+    missing = gateway.call("cancel", execution_id="6a4fd5b2-0c1e-4c55-9d1b-0d4a3e0f9e11", key="key-tenant-b")
+    assert foreign.status == missing.status == 404
+    assert foreign.json()["error"]["code"] == missing.json()["error"]["code"] == "EXECUTION_NOT_FOUND"
+    assert gateway.status(execution_id)["status"] == "running"

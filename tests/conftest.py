@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import os
+from asyncgate_dev.awsenv import use_dummy_aws_env
 
 # Before anything imports boto3 or Powertools: never reach a real account, never emit real traces.
-os.environ.update(
-    {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SECURITY_TOKEN": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "POWERTOOLS_TRACE_DISABLED": "1",
-        "POWERTOOLS_METRICS_NAMESPACE": "Asyncgate",
-        "POWERTOOLS_SERVICE_NAME": "asyncgate",
-        "POWERTOOLS_DEV": "false",
-    }
-)
-for _variable in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-    os.environ.pop(_variable, None)
+use_dummy_aws_env()
 
+import os  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -28,9 +15,9 @@ import boto3  # noqa: E402
 import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
+from asyncgate_dev.handlers import REPO_ROOT, TEMPLATE_PATH  # noqa: E402
 from asyncgate_dev.lambda_runtime import LambdaContext  # noqa: E402
 from asyncgate_dev.template import Stack, load_template, provision  # noqa: E402
-from tests.handlers import REPO_ROOT, TEMPLATE_PATH  # noqa: E402
 
 __all__ = ["TEMPLATE_PATH"]
 

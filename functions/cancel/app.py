@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from asyncgate.api.http import authenticate, build_resolver, json_response
-from asyncgate.api.models import CancelAnswer
+from asyncgate.api.models import CancelAnswer, ExecutionView
 from asyncgate.domain.status import Status
 from asyncgate.observability import logger, metrics, tracer
 from asyncgate.services.deps import default_deps
@@ -36,6 +36,7 @@ def cancel_execution(executionId: str) -> Response[str]:
         previous_status=outcome.previous_status,
         status=status,
         message=_MESSAGES.get(status, status.value),
+        execution=ExecutionView.of(outcome.execution),
     )
     return json_response(200, answer)
 

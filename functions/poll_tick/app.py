@@ -15,11 +15,16 @@ from asyncgate.services.deps import default_deps
 from asyncgate.services.ticks import process_tick
 
 processor = BatchProcessor(event_type=EventType.SQS)
+# A tick makes at most two provider calls (cancel, poll) of up to 13 s each, plus a few AWS calls.
+TICK_BUDGET_MILLIS = 30_000
 
 
 @tracer.capture_method
-def handle_record(record: SQSRecord) -> str:
+def handle_record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
     # An exception here fails this message only; after maxReceiveCount redrives it lands in the DLQ.
+    if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < TICK_BUDGET_MILLIS:
+        # Better handed back to the queue now than cut off halfway by the function's timeout.
+        raise TimeoutError("too little time left in this invocation for another tick")
     outcome = process_tick(default_deps(), TickMessage.model_validate_json(record.body))
     logger.debug("tick done", extra={"outcome": outcome.value})
     return outcome.value

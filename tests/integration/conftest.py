@@ -38,11 +38,13 @@ def gateway(
     monkeypatch.setenv("SIM_PROVIDER_URL", sim_server.url)
     # Scheduled waits shrink 50x so a lifecycle takes seconds; SQS still rounds each hop up to 1 s.
     monkeypatch.setenv("TIME_SCALE", "0.02")
+    monkeypatch.setenv("SWEEP_GRACE_SECONDS", "2")
     _forget_container_state()
     settings = get_settings()
     keys = ApiKeyStore(boto3.client("dynamodb"), settings.table_name)
     keys.put(KEY_A, "tenant-a", ALL_SCOPES)
     keys.put(KEY_B, "tenant-b", ALL_SCOPES)
     keys.put(KEY_A_READ_ONLY, "tenant-a", frozenset({Scope.EXECUTION_READ}))
-    yield Gateway(boto3.client("sqs"), settings.poll_queue_url)
+    poll_tick_timeout = aws_stack.functions()["PollTickFunction"].timeout
+    yield Gateway(boto3.client("sqs"), settings.poll_queue_url, poll_tick_timeout)
     _forget_container_state()

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from asyncgate_dev.apigw import HttpAnswer, http_event, read_response
+from asyncgate_dev.handlers import load_handler
 from asyncgate_dev.lambda_runtime import LambdaContext, deliver_sqs_batch
-from tests.handlers import load_handler
 
 KEY_A = "key-tenant-a"
 KEY_B = "key-tenant-b"
@@ -27,9 +27,10 @@ ROUTES = {
 
 
 class Gateway:
-    def __init__(self, sqs: Any, poll_queue_url: str) -> None:
+    def __init__(self, sqs: Any, poll_queue_url: str, poll_tick_timeout: float) -> None:
         self.sqs = sqs
         self.poll_queue_url = poll_queue_url
+        self.poll_tick_timeout = poll_tick_timeout
 
     def call(
         self,
@@ -49,7 +50,9 @@ class Gateway:
         if key is not None:
             sent_headers["x-api-key"] = key
         payload = (
-            raw_body if raw_body is not None else (json.dumps(body).encode() if body is not None else None)
+            raw_body
+            if raw_body is not None
+            else (json.dumps(body, ensure_ascii=False).encode() if body is not None else None)
         )
         event = http_event(
             method,
@@ -68,7 +71,8 @@ class Gateway:
     def submit(self, model: str = "sim-video", sim: dict[str, Any] | None = None, **extra: Any) -> HttpAnswer:
         key = extra.pop("key", KEY_A)
         headers = extra.pop("headers", None)
-        body = {"model": model, "input": {"prompt": "a red fox", "sim": sim or {}}, **extra}
+        prompt = extra.pop("input_extra", "a red fox")
+        body = {"model": model, "input": {"prompt": prompt, "sim": sim or {}}, **extra}
         return self.call("submit", body=body, key=key, headers=headers)
 
     def status(self, execution_id: str, key: str = KEY_A) -> dict[str, Any]:
@@ -80,7 +84,11 @@ class Gateway:
     def tick_once(self) -> int:
         """Deliver one batch of due poll-queue messages to the poll_tick handler."""
         return deliver_sqs_batch(
-            self.sqs, self.poll_queue_url, load_handler("poll_tick").lambda_handler, wait_seconds=1
+            self.sqs,
+            self.poll_queue_url,
+            load_handler("poll_tick").lambda_handler,
+            wait_seconds=1,
+            timeout_seconds=self.poll_tick_timeout,
         )
 
     def drain_until(

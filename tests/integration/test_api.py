@@ -12,8 +12,8 @@ import pytest
 from asyncgate.services.deps import default_deps
 from asyncgate.store.keys import ALL_SCOPES
 from asyncgate_dev.apigw import read_response
+from asyncgate_dev.handlers import load_event, load_handler
 from asyncgate_dev.lambda_runtime import LambdaContext
-from tests.handlers import load_event, load_handler
 from tests.integration.driver import KEY_A_READ_ONLY, KEY_B, Gateway
 
 UNKNOWN_ID = "6a4fd5b2-0c1e-4c55-9d1b-0d4a3e0f9e11"
@@ -78,6 +78,12 @@ def test_models_lists_the_catalog(gateway: Gateway) -> None:
             "VALIDATION_ERROR",
         ),
         ({"model": "sim-video", "surprise": True}, 422, "VALIDATION_ERROR"),
+        (
+            {"model": "sim-video", "webhook": {"url": "http://169.254.169.254/latest"}},
+            400,
+            "INVALID_WEBHOOK_URL",
+        ),
+        ({"model": "sim-video", "webhook": {"url": "https://10.1.2.3/hook"}}, 400, "INVALID_WEBHOOK_URL"),
     ],
 )
 def test_bad_submits_get_the_envelope(gateway: Gateway, body: dict[str, Any], status: int, code: str) -> None:
@@ -98,6 +104,15 @@ def test_bad_submits_get_the_envelope(gateway: Gateway, body: dict[str, Any], st
         (b"", "application/json", 422),
         (b'{"model": "sim-video"}', "text/plain", 422),
         (b"\xff\xfe", "application/json", 422),
+        (b'{"model": "sim-video", "metadata": {"a": "\\ud800"}}', "application/json", 422),
+        (b'{"model": "sim-video", "input": {"x": NaN}}', "application/json", 422),
+        (b'{"model": "sim-video", "input": {"x": [Infinity]}}', "application/json", 422),
+        (b'{"model": "sim-video", "input": {"x": 1e400}}', "application/json", 422),
+        (
+            b'{"model": "sim-video", "input": {"x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}}",
+            "application/json",
+            422,
+        ),
         (
             json.dumps({"model": "sim-video", "input": {"pad": "x" * (256 * 1024)}}).encode(),
             "application/json",
@@ -111,6 +126,29 @@ def test_malformed_bodies_are_4xx_never_5xx(
     answer = gateway.call("submit", raw_body=raw, headers={"content-type": content_type})
     assert answer.status == status
     assert _error(answer)["code"] == ("PAYLOAD_TOO_LARGE" if status == 413 else "VALIDATION_ERROR")
+
+
+def test_a_webhook_is_recorded_on_the_execution(gateway: Gateway) -> None:
+    answer = gateway.submit(sim={"durationSeconds": 5}, webhook={"url": "https://example.com/hook"})
+    assert answer.status == 202
+    assert answer.json()["webhook"] == {"configured": True, "url": "https://example.com/hook"}
+    execution = gateway.status(answer.json()["executionId"])
+    assert execution["webhook"] == {
+        "configured": True,
+        "url": "https://example.com/hook",
+        "state": "pending",
+        "attempts": [],
+    }
+
+
+def test_a_large_non_ascii_input_is_stored_and_read_back(gateway: Gateway) -> None:
+    text = "é" * 120_000  # 240 KB of UTF-8, within the 256 KiB body limit
+    answer = gateway.submit(
+        model="sim-image", sim={"durationSeconds": 30}, metadata={"lang": "fr"}, input_extra=text
+    )
+    assert answer.status == 202, answer.body[:200]
+    execution = gateway.status(answer.json()["executionId"])
+    assert execution["metadata"] == {"lang": "fr"}
 
 
 def test_status_of_unknown_malformed_and_foreign_ids_is_the_same_404(gateway: Gateway) -> None:
@@ -223,7 +261,7 @@ def test_unknown_routes_are_404_not_found(gateway: Gateway) -> None:
 def test_every_events_file_drives_its_handler(gateway: Gateway) -> None:
     """The files `sam local invoke -e events/<fn>.json` uses, against the same handlers."""
     default_deps().api_keys.put("dev-key", "dev", ALL_SCOPES)
-    context = LambdaContext()
+    context = LambdaContext(timeout_seconds=gateway.poll_tick_timeout)
     expected_status = {
         "submit": 202,
         "models": 200,

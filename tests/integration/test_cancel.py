@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
+import pytest
+
+from asyncgate.providers.base import PollResult, Provider, ProviderJob
+from asyncgate.services.deps import default_deps
 from asyncgate_dev.simprovider import SimProviderServer
 from tests.integration.driver import Gateway
 
@@ -12,13 +17,17 @@ def test_cancel_a_queued_execution_is_immediate(gateway: Gateway) -> None:
     execution_id = gateway.submit(model="sim-image", sim={"durationSeconds": 5}).json()["executionId"]
     answer = gateway.call("cancel", execution_id=execution_id)
     assert answer.status == 200
-    assert answer.json() == {
+    body = answer.json()
+    assert body == {
         "executionId": execution_id,
         "cancelled": True,
         "previousStatus": "queued",
         "status": "cancelled",
-        "message": answer.json()["message"],
+        "message": body["message"],
+        "execution": body["execution"],
     }
+    assert body["execution"]["status"] == "cancelled"
+    assert body["execution"]["executionId"] == execution_id
     execution = gateway.status(execution_id)
     assert execution["status"] == "cancelled"
     assert execution["cost"] == {"credits": 0.0}
@@ -80,3 +89,45 @@ def test_cancel_of_unknown_or_foreign_execution_is_404(gateway: Gateway) -> None
     assert foreign.status == missing.status == 404
     assert foreign.json()["error"]["code"] == missing.json()["error"]["code"] == "EXECUTION_NOT_FOUND"
     assert gateway.status(execution_id)["status"] == "running"
+
+
+class CancellingProvider:
+    """The real sim adapter, but the client's cancel lands while the provider's submit is in flight."""
+
+    def __init__(self, gateway: Gateway, real: Provider) -> None:
+        self.gateway = gateway
+        self.real = real
+        self.name = real.name
+        self.started: list[str] = []
+
+    def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
+        job = self.real.submit(execution_id=execution_id, provider_model=provider_model, input=input)
+        self.started.append(job.provider_request_id)
+        assert self.gateway.call("cancel", execution_id=execution_id).json()["status"] == "cancelled"
+        return job
+
+    def poll(self, provider_request_id: str) -> PollResult:
+        return self.real.poll(provider_request_id)
+
+    def cancel(self, provider_request_id: str) -> None:
+        self.real.cancel(provider_request_id)
+
+
+@pytest.mark.parametrize("model", ["sim-video", "sim-image"])
+def test_a_cancel_during_dispatch_cancels_the_new_provider_job_too(
+    gateway: Gateway, sim_server: SimProviderServer, monkeypatch: pytest.MonkeyPatch, model: str
+) -> None:
+    deps = default_deps()
+    provider = CancellingProvider(gateway, deps.providers("sim"))
+    monkeypatch.setattr(deps, "providers", lambda _: provider)
+    answer = gateway.submit(model=model, sim={"durationSeconds": 30})
+    assert answer.status == 202, "the client is told what happened, not a 500"
+    execution_id = answer.json()["executionId"]
+    if model == "sim-image":  # queued dispatch: the tick calls the provider
+        gateway.tick_once()
+    assert len(provider.started) == 1
+    assert gateway.status(execution_id)["status"] == "cancelled"
+    assert sim_server.job_status(provider.started[0]) == "cancelled", (
+        "no provider job left running unfollowed"
+    )
+    assert gateway.pending_ticks() == 0

@@ -11,8 +11,8 @@ from typing import Any
 import boto3
 import pytest
 
+from asyncgate_dev.handlers import FUNCTIONS_DIR, REPO_ROOT
 from asyncgate_dev.template import Resolver, Route, Stack, UnresolvableError, load_template
-from tests.handlers import FUNCTIONS_DIR, REPO_ROOT
 
 
 def test_loader_turns_short_forms_into_long_forms(tmp_path: Path) -> None:
@@ -93,7 +93,8 @@ def test_template_resolves_outputs_and_environment(aws_stack: Stack) -> None:
     assert environment["POWERTOOLS_LOG_LEVEL"] == "INFO"
     assert environment["SIM_PROVIDER_URL"] == ""
     assert aws_stack.functions()["StatusFunction"].timeout == 30
-    assert aws_stack.functions()["SubmitFunction"].timeout == 10, "Globals default"
+    assert aws_stack.functions()["ModelsFunction"].timeout == 10, "Globals default"
+    assert aws_stack.functions()["SubmitFunction"].timeout == 29
 
 
 def test_table_has_both_indexes_ttl_and_stream(aws_stack: Stack) -> None:
@@ -130,7 +131,7 @@ def test_poll_queue_redrives_to_the_dead_letter_queue(aws_stack: Stack) -> None:
     redrive = json.loads(attributes["RedrivePolicy"])
     assert redrive["deadLetterTargetArn"] == dlq_arn
     assert int(redrive["maxReceiveCount"]) == 5
-    assert attributes["VisibilityTimeout"] == "180"
+    assert attributes["VisibilityTimeout"] == "720"
     assert attributes["MessageRetentionPeriod"] == "345600"
     dlq = sqs.get_queue_attributes(
         QueueUrl=aws_stack.ref("PollDeadLetterQueue"), AttributeNames=["MessageRetentionPeriod"]

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
+from datetime import timedelta
 from typing import Any
 
+from asyncgate.domain.execution import new_execution
+from asyncgate.services.deps import default_deps
 from asyncgate.settings import get_settings
+from asyncgate_dev.handlers import load_event, load_handler
 from asyncgate_dev.lambda_runtime import LambdaContext, sqs_event
-from tests.handlers import load_event, load_handler
+from asyncgate_dev.simprovider import SimProviderServer
 from tests.integration.driver import Gateway
 
 
@@ -30,7 +35,7 @@ def _receive_tick(gateway: Gateway, timeout: float = 5.0) -> dict[str, Any]:
 def _deliver(gateway: Gateway, *messages: dict[str, Any]) -> dict[str, Any]:
     event = sqs_event(list(messages), "arn:aws:sqs:us-east-1:123456789012:asyncgate-PollQueue")  # type: ignore[arg-type]
     result: dict[str, Any] = load_handler("poll_tick").lambda_handler(
-        event, LambdaContext(function_name="poll_tick")
+        event, LambdaContext(function_name="poll_tick", timeout_seconds=gateway.poll_tick_timeout)
     )
     return result
 
@@ -92,8 +97,7 @@ def test_the_sweeper_rearms_a_lost_tick(gateway: Gateway) -> None:
     assert sweeper(load_event("sweeper"), LambdaContext(function_name="sweeper"))["rearmed"] == 0, (
         "not yet overdue"
     )
-    # The grace period (120 s) shrinks with TIME_SCALE like every scheduled wait.
-    time.sleep(120 * get_settings().time_scale + 0.5)
+    time.sleep(get_settings().sweep_grace_seconds + 0.5)
     report = sweeper(load_event("sweeper"), LambdaContext(function_name="sweeper"))
     assert report == {"overdue": 1, "rearmed": 1}
     assert gateway.pending_ticks() == 1
@@ -110,3 +114,52 @@ def test_long_waits_are_chained_in_hops(gateway: Gateway) -> None:
     _deliver(gateway, far)
     assert gateway.status(execution_id)["pollCount"] == 0
     assert gateway.pending_ticks() == 1
+
+
+def test_a_duplicate_dispatch_tick_submits_to_the_provider_once(
+    gateway: Gateway, sim_server: SimProviderServer
+) -> None:
+    jobs_before = sim_server.job_count
+    execution_id = gateway.submit(model="sim-image", sim={"durationSeconds": 20}).json()["executionId"]
+    tick = _receive_tick(gateway)
+    assert _deliver(gateway, tick, _copy(tick, "-dup")) == {"batchItemFailures": []}
+    assert sim_server.job_count == jobs_before + 1, "one provider job, whatever SQS redelivers"
+    assert gateway.status(execution_id)["status"] == "running"
+    assert gateway.pending_ticks() == 1
+
+
+def test_a_dispatch_that_never_recorded_its_outcome_is_failed_not_resubmitted(
+    gateway: Gateway, sim_server: SimProviderServer
+) -> None:
+    """A function that died between the provider's submit and the write: the job may exist, so the
+    sweeper's tick fails the execution instead of submitting a second one."""
+    deps = default_deps()
+    spec = deps.spec("sim-image")
+    long_ago = deps.clock() - timedelta(minutes=2)  # overdue, but within sim-image's maxDurationSeconds
+    stuck = new_execution(
+        execution_id=str(uuid.uuid4()), tenant="tenant-a", spec=spec, input={}, metadata={},
+        webhook_url=None, webhook_events=None, now=long_ago, first_tick_at=long_ago, dispatching=True,
+    )  # fmt: skip
+    deps.executions.create(stuck)
+    jobs_before = sim_server.job_count
+    sweeper = load_handler("sweeper").lambda_handler
+    assert sweeper(load_event("sweeper"), LambdaContext(function_name="sweeper")) == {
+        "overdue": 1,
+        "rearmed": 1,
+    }
+    done = gateway.run_to_end(stuck.execution_id)
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "PROVIDER_SUBMIT_FAILED"
+    assert sim_server.job_count == jobs_before
+
+
+def test_the_sweeper_leaves_executions_that_moved_on_alone(gateway: Gateway) -> None:
+    execution_id = gateway.submit(sim={"durationSeconds": 30}).json()["executionId"]
+    time.sleep(get_settings().sweep_grace_seconds + 0.5)
+    gateway.tick_once()  # the tick arrives late but arrives: the execution is no longer overdue
+    before = gateway.status(execution_id)
+    report = load_handler("sweeper").lambda_handler(
+        load_event("sweeper"), LambdaContext(function_name="sweeper")
+    )
+    assert report["rearmed"] == 0
+    assert gateway.status(execution_id)["updatedAt"] == before["updatedAt"]

@@ -34,6 +34,7 @@ def _execution() -> Execution:
         webhook_events=None,
         now=NOW,
         first_tick_at=NOW + timedelta(seconds=5),
+        dispatching=True,
     )
 
 

@@ -30,6 +30,11 @@ class AsyncNotSupported(AsyncgateError):
     code = "ASYNC_NOT_SUPPORTED"
 
 
+class InvalidWebhookUrlError(AsyncgateError):
+    status = 400
+    code = "INVALID_WEBHOOK_URL"
+
+
 class UnknownModel(AsyncgateError):
     status = 400
     code = "UNKNOWN_MODEL"

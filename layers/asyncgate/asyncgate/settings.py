@@ -21,6 +21,11 @@ class Settings(BaseModel):
     time_scale: float = Field(default=1.0, gt=0)
     # How long a resolved API key is trusted inside one warm container before it is read again.
     auth_cache_seconds: float = Field(default=30.0, ge=0)
+    # How late a tick must be before the sweeper calls it lost. Real seconds, never time-scaled: it
+    # must outlast the slowest function run (a provider call included), whatever the local time scale.
+    sweep_grace_seconds: float = Field(default=120.0, gt=0)
+    # The local stack delivers webhooks to http://127.0.0.1 and http://localhost; AWS never does.
+    allow_loopback_webhooks: bool = False
 
 
 @cache
@@ -34,4 +39,6 @@ def get_settings() -> Settings:
         retention_days=int(env.get("RETENTION_DAYS") or 7),
         time_scale=float(env.get("TIME_SCALE") or 1.0),
         auth_cache_seconds=float(env.get("AUTH_CACHE_SECONDS") or 30.0),
+        sweep_grace_seconds=float(env.get("SWEEP_GRACE_SECONDS") or 120.0),
+        allow_loopback_webhooks=env.get("ALLOW_LOOPBACK_WEBHOOKS", "").lower() in {"1", "true"},
     )

@@ -62,12 +62,6 @@ def build_resolver() -> APIGatewayHttpResolver:
     def _contract_error(error: AsyncgateError) -> Response[str]:
         return envelope(error.status, error.code, error.message, error.details, error.headers)
 
-    @app.exception_handler(ValidationError)
-    def _invalid(error: ValidationError) -> Response[str]:
-        return envelope(
-            422, "VALIDATION_ERROR", "request validation failed", {"errors": validation_errors(error, "body")}
-        )
-
     @app.not_found
     def _not_found(_: NotFoundError) -> Response[str]:
         return envelope(404, "NOT_FOUND", "no such route")
@@ -159,16 +153,9 @@ def parse_body(app: APIGatewayHttpResolver, model: type[Model]) -> Model:
         raise ValidationFailed(
             "requests must be JSON", [{"field": "header.content-type", "message": f"expected {JSON}"}]
         )
+    # Pydantic's own JSON parser: strict UTF-8 (no lone surrogates), bounded nesting depth.
     try:
-        parsed = json.loads(data) if data.strip() else None
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValidationFailed("body is not valid JSON", [{"field": "body", "message": str(error)}]) from None
-    if not isinstance(parsed, dict):
-        raise ValidationFailed(
-            "body must be a JSON object", [{"field": "body", "message": "expected an object"}]
-        )
-    try:
-        return model.model_validate(parsed)
+        return model.model_validate_json(data)
     except ValidationError as error:
         raise ValidationFailed("request validation failed", validation_errors(error, "body")) from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -43,6 +44,21 @@ class SubmitRequest(WireModel):
     input: dict[str, Any] = Field(default_factory=dict)
     webhook: WebhookRequest | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("input")
+    @classmethod
+    def _finite_numbers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # NaN, Infinity and overflowing numbers parse, but no provider (and no JSON encoder) takes them.
+        pending: list[Any] = [value]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError("numbers must be finite (no NaN, Infinity or overflow)")
+            if isinstance(item, dict):
+                pending.extend(item.values())
+            elif isinstance(item, list):
+                pending.extend(item)
+        return value
 
     @field_validator("metadata")
     @classmethod
@@ -174,6 +190,7 @@ class CancelAnswer(WireModel):
     previous_status: Status
     status: Status
     message: str
+    execution: ExecutionView
 
 
 class ModelView(WireModel):

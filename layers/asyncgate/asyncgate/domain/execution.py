@@ -101,6 +101,9 @@ class Execution(BaseModel):
     tick_id: str = Field(default_factory=lambda: new_tick_id())
     # The provider's cancel was called (so a cancel_requested tick does not call it again).
     cancel_sent: bool = False
+    # When a dispatch to the provider began. A queued execution that has one and is still queued lost
+    # its dispatch's outcome (a crash, a timeout): it is never submitted again, the job may exist.
+    dispatch_started_at: datetime | None = None
 
     @property
     def terminal(self) -> bool:
@@ -122,6 +125,7 @@ def new_execution(
     webhook_events: list[EventType] | None,
     now: datetime,
     first_tick_at: datetime,
+    dispatching: bool,
 ) -> Execution:
     webhook = WebhookConfig(
         url=webhook_url,
@@ -141,7 +145,25 @@ def new_execution(
         metadata=metadata,
         webhook=webhook,
         next_poll_at=first_tick_at,
+        dispatch_started_at=now if dispatching else None,
     )
+
+
+def _bookkeeping(execution: Execution, now: datetime, **changes: Any) -> Execution:
+    """A write that changes no status: the version still moves, so it is conditional like any other."""
+    return execution.model_copy(update={**changes, "version": execution.version + 1, "updated_at": now})
+
+
+def claimed_for_dispatch(execution: Execution, *, now: datetime) -> Execution:
+    """The queued execution claimed by one tick before it calls the provider: a new tick id makes every
+    other copy of the tick stale, so the provider is called once. Due now, so that if the dispatch never
+    records its outcome the sweeper finds it (and fails it rather than submitting again)."""
+    return _bookkeeping(execution, now, dispatch_started_at=now, tick_id=new_tick_id(), next_poll_at=now)
+
+
+def rearmed(execution: Execution, *, now: datetime) -> Execution:
+    """A live execution given a fresh tick (its own was lost): the new id retires any message left."""
+    return _bookkeeping(execution, now, tick_id=new_tick_id(), next_poll_at=now)
 
 
 def advance(

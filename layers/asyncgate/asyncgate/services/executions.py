@@ -11,12 +11,13 @@ from datetime import datetime
 from aws_lambda_powertools.metrics import MetricUnit
 
 from asyncgate.domain.execution import EventType, Execution, advance, new_execution, new_tick_id
-from asyncgate.domain.schedule import first_poll_delay
 from asyncgate.domain.status import Event, Status
+from asyncgate.domain.webhook_url import InvalidWebhookUrl, check_webhook_url
 from asyncgate.errors import (
     AsyncNotSupported,
     ExecutionNotCancellable,
     ExecutionNotFound,
+    InvalidWebhookUrlError,
     ProviderSubmitFailed,
     ValidationFailed,
 )
@@ -54,11 +55,15 @@ def submit(deps: Deps, principal: Principal, command: SubmitCommand) -> Executio
             f"model {spec.model!r} is sync-only at its provider and cannot run as an async execution",
             details={"model": spec.model},
         )
+    if command.webhook_url is not None:
+        try:
+            check_webhook_url(command.webhook_url, allow_loopback_http=deps.settings.allow_loopback_webhooks)
+        except InvalidWebhookUrl as refused:
+            raise InvalidWebhookUrlError(str(refused), details={"url": command.webhook_url}) from None
     now = deps.clock()
     execution_id = str(uuid.uuid4())
     logger.append_keys(execution_id=execution_id)
-    # An inline dispatch that crashes before recording its outcome is found by the sweeper after this.
-    safety_delay = first_poll_delay(spec.poll_plan) if spec.dispatch == "inline" else 0
+    inline = spec.dispatch == "inline"
     queued = new_execution(
         execution_id=execution_id,
         tenant=principal.tenant,
@@ -68,25 +73,28 @@ def submit(deps: Deps, principal: Principal, command: SubmitCommand) -> Executio
         webhook_url=command.webhook_url,
         webhook_events=command.webhook_events,
         now=now,
-        first_tick_at=now + deps.scaled(safety_delay),
+        # Queued: the dispatch tick is due at once. Inline: due now too, so that if this function dies
+        # before recording the dispatch, the sweeper finds the execution and fails it (never re-submits).
+        first_tick_at=now,
+        dispatching=inline,
     )
     deps.executions.create(queued)
     metrics.add_metric(name="Submits", unit=MetricUnit.Count, value=1)
-    if spec.dispatch == "queued":
+    if not inline:
         arm_tick(deps, queued, now=now)
         return queued
-    dispatched = dispatch(deps, queued, spec, now=now)
-    commit(deps, queued, dispatched, now=now)
-    if dispatched.status is Status.FAILED and dispatched.error:
+    current = dispatch(deps, queued, spec, now=now)
+    error = current.error
+    if current.status is Status.FAILED and error and error.code == "PROVIDER_SUBMIT_FAILED":
         raise ProviderSubmitFailed(
             "the provider refused the job",
             details={
                 "executionId": execution_id,
-                "providerStatus": dispatched.error.provider_status,
-                "providerBody": dispatched.error.provider_body,
+                "providerStatus": error.provider_status,
+                "providerBody": error.provider_body,
             },
         )
-    return dispatched
+    return current
 
 
 def _parse_id(execution_id: str) -> str:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import BotoCoreError, ClientError
 
 from asyncgate.domain.catalog import ModelSpec
 from asyncgate.domain.execution import Execution, Failure, OutputRef, Result, advance, new_tick_id
@@ -19,6 +20,7 @@ from asyncgate.providers.base import (
     PollResult,
     Provider,
     ProviderError,
+    ProviderJob,
     ProviderRejected,
     ProviderState,
     ProviderUnavailable,
@@ -26,15 +28,18 @@ from asyncgate.providers.base import (
 )
 from asyncgate.scheduling import TickMessage
 from asyncgate.services.deps import Deps
+from asyncgate.store.executions import StaleWrite
 
 # After cancel was asked, look again soon: the provider usually confirms within seconds.
 CANCEL_FOLLOW_UP_SECONDS = 2.0
+# A dispatch whose write loses a race re-reads and records its outcome again, this many times at most.
+RECORD_ATTEMPTS = 3
 
 
 def commit(deps: Deps, before: Execution, after: Execution, *, now: datetime) -> None:
     """Write the transition (conditional on the version read; raises StaleWrite when it lost a race),
-    then arm the tick the new state waits for. A crash between the two leaves the execution overdue,
-    which the sweeper re-arms."""
+    then arm the tick the new state waits for. If the send fails the execution is left overdue, and the
+    sweeper re-arms it: the write, not the message, is the source of truth."""
     deps.executions.update(before, after)
     if after.status is not before.status:
         metrics.add_metric(
@@ -42,7 +47,11 @@ def commit(deps: Deps, before: Execution, after: Execution, *, now: datetime) ->
         )
         logger.info("execution transition", extra={"from": before.status.value, "to": after.status.value})
     if not after.terminal and after.next_poll_at and after.tick_id != before.tick_id:
-        arm_tick(deps, after, now=now)
+        try:
+            arm_tick(deps, after, now=now)
+        except (BotoCoreError, ClientError):
+            metrics.add_metric(name="TickSendFailures", unit=MetricUnit.Count, value=1)
+            logger.exception("tick not sent; the sweeper will re-arm the execution")
 
 
 def arm_tick(deps: Deps, execution: Execution, *, now: datetime) -> None:
@@ -63,23 +72,27 @@ def _failure(error: ProviderError) -> Failure:
     return Failure(message=str(error), provider_status=error.status, provider_body=error.body)
 
 
-def dispatch(deps: Deps, execution: Execution, spec: ModelSpec, *, now: datetime) -> Execution:
-    """Hand a queued execution to its provider: running with a first poll planned, or failed."""
-    provider = deps.providers(spec.provider)
+def _submit_to_provider(deps: Deps, execution: Execution, spec: ModelSpec) -> ProviderJob | ProviderError:
     try:
-        job = provider.submit(
+        return deps.providers(spec.provider).submit(
             execution_id=execution.execution_id, provider_model=spec.provider_model, input=execution.input
         )
     except ProviderError as error:
-        # A submit is never retried blindly: the provider may have started (and billed) the job.
         metrics.add_metric(name="ProviderSubmitErrors", unit=MetricUnit.Count, value=1)
+        return error
+
+
+def _dispatched(
+    deps: Deps, execution: Execution, spec: ModelSpec, outcome: ProviderJob | ProviderError, *, now: datetime
+) -> Execution:
+    if isinstance(outcome, ProviderError):
         return advance(
             execution,
             Event.SUBMIT_FAILED,
             spec=spec,
             now=now,
             retention=deps.retention,
-            failure=_failure(error),
+            failure=_failure(outcome),
         )
     return advance(
         execution,
@@ -87,23 +100,58 @@ def dispatch(deps: Deps, execution: Execution, spec: ModelSpec, *, now: datetime
         spec=spec,
         now=now,
         retention=deps.retention,
-        provider_request_id=job.provider_request_id,
+        provider_request_id=outcome.provider_request_id,
         started_at=now,
         **_rescheduled(deps, now, first_poll_delay(spec.poll_plan)),
     )
 
 
+def dispatch(deps: Deps, execution: Execution, spec: ModelSpec, *, now: datetime) -> Execution:
+    """Hand a queued execution, already marked as dispatching, to its provider and record the outcome:
+    running with a first poll planned, or failed. Returns the execution as stored afterwards.
+
+    A submit is called once and never retried: the provider may have started (and billed) the job. If
+    the execution was cancelled while the provider was being called, the new job is cancelled too, so
+    nothing runs (and bills) with nobody following it.
+    """
+    outcome = _submit_to_provider(deps, execution, spec)
+    before = execution
+    for _ in range(RECORD_ATTEMPTS):
+        after = _dispatched(deps, before, spec, outcome, now=now)
+        try:
+            commit(deps, before, after, now=now)
+        except StaleWrite:
+            current = deps.executions.get(execution.execution_id)
+            if current is not None and current.status is Status.QUEUED:
+                before = current  # only bookkeeping moved (e.g. the sweeper): record on top of it
+                continue
+            if isinstance(outcome, ProviderJob) and spec.cancel:
+                _cancel_quietly(deps.providers(spec.provider), outcome.provider_request_id)
+            return current or after
+        return after
+    raise RuntimeError(f"could not record the dispatch of {execution.execution_id}")
+
+
 def step(deps: Deps, execution: Execution, spec: ModelSpec, *, now: datetime) -> Execution:
-    """One tick of a live execution: dispatch it, or call the provider and derive the next state."""
+    """One tick of a live execution that is not waiting for its dispatch: call the provider and derive
+    the next state (the caller commits it)."""
+
+    def finish(event: Event, **changes: Any) -> Execution:
+        return advance(execution, event, spec=spec, now=now, retention=deps.retention, **changes)
+
     if execution.status is Status.QUEUED:
-        return dispatch(deps, execution, spec, now=now)
+        if (now - execution.created_at).total_seconds() > spec.max_duration_seconds:
+            return finish(Event.TIMED_OUT)
+        # A dispatch began and never recorded its outcome (a crash, a timeout): the provider may have
+        # the job, so submitting again could run and bill it twice.
+        return finish(
+            Event.SUBMIT_FAILED,
+            failure=Failure(message="the dispatch to the provider did not complete; it is not retried"),
+        )
     assert execution.provider_request_id is not None
     provider = deps.providers(spec.provider)
     started = execution.started_at or execution.created_at
     elapsed = (now - started).total_seconds()
-
-    def finish(event: Event, **changes: Any) -> Execution:
-        return advance(execution, event, spec=spec, now=now, retention=deps.retention, **changes)
 
     if elapsed > spec.max_duration_seconds:
         if spec.cancel:

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from asyncgate.domain.execution import new_tick_id
+from asyncgate.domain.execution import claimed_for_dispatch, rearmed
+from asyncgate.domain.status import Status
 from asyncgate.observability import logger, metrics
 from asyncgate.scheduling import TickMessage
 from asyncgate.services.deps import Deps
-from asyncgate.services.lifecycle import commit, step
+from asyncgate.services.lifecycle import commit, dispatch, step
 from asyncgate.store.executions import StaleWrite
 
-# A tick is "lost" once it is this late: SQS delivery and batching delays stay well below it.
-SWEEP_GRACE_SECONDS = 120.0
 # Re-arms per sweeper run, so one run's work (and its burst of ticks) stays bounded.
 SWEEP_LIMIT = 200
 # A chained hop that arrives this close to its due time is processed rather than sent on again.
@@ -40,9 +39,16 @@ def process_tick(deps: Deps, message: TickMessage) -> TickOutcome:
     if message.due_at > now + EARLY_TOLERANCE:
         deps.scheduler.send(message, now=now)
         return TickOutcome.CHAINED
-    after = step(deps, execution, deps.spec(execution.model), now=now)
+    spec = deps.spec(execution.model)
     try:
-        commit(deps, execution, after, now=now)
+        if execution.status is Status.QUEUED and execution.dispatch_started_at is None:
+            # Claim first: of two copies of this tick, only one can win the write, so the provider is
+            # called once.
+            claimed = claimed_for_dispatch(execution, now=now)
+            deps.executions.update(execution, claimed)
+            dispatch(deps, claimed, spec, now=now)
+        else:
+            commit(deps, execution, step(deps, execution, spec, now=now), now=now)
     except StaleWrite:
         return TickOutcome.LOST_RACE
     return TickOutcome.PROCESSED
@@ -57,27 +63,33 @@ class SweepReport:
 def sweep(deps: Deps) -> SweepReport:
     """Give every live execution whose tick is overdue (a lost message, a crashed tick) a new one."""
     now = deps.clock()
-    overdue = deps.executions.overdue(now - deps.scaled(SWEEP_GRACE_SECONDS), limit=SWEEP_LIMIT)
+    cutoff = now - timedelta(seconds=deps.settings.sweep_grace_seconds)
+    overdue = deps.executions.overdue(cutoff, limit=SWEEP_LIMIT)
     rearmed = 0
     for execution_id in overdue:
-        execution = deps.executions.get(execution_id)
-        if execution is None or execution.terminal:
-            continue
-        # A fresh tick id retires whatever message may still be out there for the old one.
-        after = execution.model_copy(
-            update={
-                "version": execution.version + 1,
-                "tick_id": new_tick_id(),
-                "next_poll_at": now,
-                "updated_at": now,
-            }
-        )
         try:
-            commit(deps, execution, after, now=now)
-        except StaleWrite:
-            continue  # it moved meanwhile, so it is not stuck
-        rearmed += 1
+            rearmed += _rearm_if_still_overdue(deps, execution_id, cutoff=cutoff, now=now)
+        except Exception:
+            # One bad item must not starve the rest of this run; the next run retries it.
+            logger.exception("could not re-arm", extra={"overdueExecutionId": execution_id})
     if rearmed:
         metrics.add_metric(name="TicksRearmed", unit=MetricUnit.Count, value=rearmed)
         logger.warning("re-armed overdue executions", extra={"rearmed": rearmed, "overdue": len(overdue)})
     return SweepReport(overdue=len(overdue), rearmed=rearmed)
+
+
+def _rearm_if_still_overdue(deps: Deps, execution_id: str, *, cutoff: datetime, now: datetime) -> bool:
+    # The due index is eventually consistent: trust only a consistent read of the item itself.
+    execution = deps.executions.get(execution_id)
+    if (
+        execution is None
+        or execution.terminal
+        or execution.next_poll_at is None
+        or execution.next_poll_at >= cutoff
+    ):
+        return False
+    try:
+        commit(deps, execution, rearmed(execution, now=now), now=now)
+    except StaleWrite:
+        return False  # it moved meanwhile, so it is not stuck
+    return True

@@ -6,6 +6,7 @@ import base64
 import binascii
 import heapq
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 BY_TENANT_INDEX = "ByTenant"
+BATCH_GET_ATTEMPTS = 5
 BY_DUE_INDEX = "ByDue"
 # Attributes that identify an item and never change after creation.
 _IMMUTABLE = frozenset({"pk", "sk", "executionId", "tenant", "tenantShard", "createdKey", "createdAt"})
@@ -148,7 +150,8 @@ class ExecutionStore:
         # A shard that stopped early (read budget) bounds how far this page may safely reach.
         floor = max((reached for _, reached in shard_pages if reached is not None), default=None)
         merged = heapq.merge(*(keys for keys, _ in shard_pages), reverse=True)
-        page_keys = [key for key in merged if floor is None or key > floor][:limit]
+        # Keys are unique and the floor key itself was read (it is the last key a stopped shard saw).
+        page_keys = [key for key in merged if floor is None or key >= floor][:limit]
         if len(page_keys) == limit:
             next_cursor: str | None = encode_cursor(page_keys[-1])
         elif floor is not None:
@@ -156,7 +159,13 @@ class ExecutionStore:
         else:
             next_cursor = None
         executions = self._batch_get([key.rsplit("#", 1)[1] for key in page_keys])
-        return Page(items=executions, next_cursor=next_cursor)
+        # The index is eventually consistent: an item whose status moved since is not what was asked for.
+        matching = [
+            e
+            for e in executions
+            if (status is None or e.status is status) and (model is None or e.model == model)
+        ]
+        return Page(items=matching, next_cursor=next_cursor)
 
     def _query_shard(
         self,
@@ -214,7 +223,9 @@ class ExecutionStore:
             return []
         pending: list[dict[str, Any]] = [execution_key(execution_id) for execution_id in execution_ids]
         found: dict[str, Execution] = {}
-        for _ in range(5):  # unprocessed keys are retried a bounded number of times
+        for attempt in range(BATCH_GET_ATTEMPTS):
+            if attempt:
+                time.sleep(0.05 * 2**attempt)  # DynamoDB asks for backoff on unprocessed keys
             answer = self._client.batch_get_item(
                 RequestItems={self._table: {"Keys": pending, "ConsistentRead": False}}
             )
@@ -225,6 +236,11 @@ class ExecutionStore:
             if not unprocessed:
                 break
             pending = list(unprocessed["Keys"])
+        else:
+            # Never answer a page with holes: the cursor would move past what was not read.
+            raise RuntimeError(
+                f"{len(pending)} executions still unprocessed after {BATCH_GET_ATTEMPTS} reads"
+            )
         return [found[execution_id] for execution_id in execution_ids if execution_id in found]
 
     def overdue(self, now: datetime, *, limit: int) -> list[str]:

@@ -52,8 +52,13 @@ def created_key(execution: Execution) -> str:
     return f"{format_ts(execution.created_at)}#{execution.execution_id}"
 
 
+def _json(value: Any) -> str:
+    # Unescaped UTF-8: an escaped non-ASCII body would grow up to 6x and could pass DynamoDB's 400 KB.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def _dump(model: Any) -> str:
-    return json.dumps(model.model_dump(mode="json"), separators=(",", ":"), sort_keys=True)
+    return _json(model.model_dump(mode="json"))
 
 
 def to_attributes(execution: Execution) -> dict[str, Any]:
@@ -71,7 +76,7 @@ def to_attributes(execution: Execution) -> dict[str, Any]:
         "providerModel": execution.provider_model,
         "status": execution.status.value,
         "version": execution.version,
-        "input": json.dumps(execution.input, separators=(",", ":")),
+        "input": _json(execution.input),
         "progress": execution.progress,
         "createdAt": format_ts(execution.created_at),
         "startedAt": format_ts(execution.started_at) if execution.started_at else None,
@@ -83,7 +88,7 @@ def to_attributes(execution: Execution) -> dict[str, Any]:
         "pollCount": execution.poll_count,
         "consecutiveErrors": execution.consecutive_errors,
         "costCredits": execution.cost.credits if execution.cost else None,
-        "metadata": json.dumps(execution.metadata, separators=(",", ":")),
+        "metadata": _json(execution.metadata),
         "webhook": _dump(execution.webhook),
         "cleanupAfter": format_ts(execution.cleanup_after) if execution.cleanup_after else None,
         # TTL deletes terminal items; live ones never expire.
@@ -93,6 +98,9 @@ def to_attributes(execution: Execution) -> dict[str, Any]:
         "nextPollAt": format_ts(execution.next_poll_at) if execution.next_poll_at and live else None,
         "tickId": execution.tick_id,
         "cancelSent": execution.cancel_sent,
+        "dispatchStartedAt": format_ts(execution.dispatch_started_at)
+        if execution.dispatch_started_at
+        else None,
     }
 
 
@@ -147,4 +155,5 @@ def from_item(item: dict[str, Any]) -> Execution:
         next_poll_at=ts("nextPollAt"),
         tick_id=raw["tickId"],
         cancel_sent=bool(raw.get("cancelSent", False)),
+        dispatch_started_at=ts("dispatchStartedAt"),
     )

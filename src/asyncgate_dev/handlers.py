@@ -1,4 +1,4 @@
-"""Load the Lambda handlers and the sample events the way the tests and benchmarks need them.
+"""Load the Lambda handlers and the sample events the way the tests, benchmarks and local stack need them.
 
 Every function's module is called `app.py`, so each is imported under its own module name
 (`functions_<name>_app`) and cached: a test gets the same warm "container" on every call, as Lambda would.
@@ -14,7 +14,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# src/asyncgate_dev/handlers.py -> the repository root (the package is installed in editable mode).
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 EVENTS_DIR = REPO_ROOT / "events"

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from asyncgate.api.http import authenticate, build_resolver, json_response
+from asyncgate.api.http import authenticate, build_resolver, http_handler, json_response
 from asyncgate.api.models import CancelAnswer, ExecutionView
 from asyncgate.domain.status import Status
-from asyncgate.observability import logger, metrics, tracer
 from asyncgate.services.deps import default_deps
 from asyncgate.services.executions import cancel
 from asyncgate.store.keys import Scope
@@ -41,8 +37,4 @@ def cancel_execution(executionId: str) -> Response[str]:
     return json_response(200, answer)
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = http_handler(app)

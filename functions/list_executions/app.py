@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from asyncgate.api.http import authenticate, build_resolver, json_response, parse_query
+from asyncgate.api.http import authenticate, build_resolver, http_handler, json_response, parse_query
 from asyncgate.api.models import ExecutionPage, ExecutionView, ListQuery
-from asyncgate.observability import logger, metrics, tracer
 from asyncgate.services.deps import default_deps
 from asyncgate.services.executions import list_executions
 from asyncgate.store.keys import Scope
@@ -29,8 +25,4 @@ def list_route() -> Response[str]:
     return json_response(200, body)
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = http_handler(app)

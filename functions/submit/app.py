@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from asyncgate.api.http import authenticate, build_resolver, json_response, parse_body
+from asyncgate.api.http import authenticate, build_resolver, http_handler, json_response, parse_body
 from asyncgate.api.models import SubmitAccepted, SubmitRequest, execution_path
-from asyncgate.observability import logger, metrics, tracer
 from asyncgate.services.deps import default_deps
 from asyncgate.services.executions import SubmitCommand, submit
 from asyncgate.store.keys import Scope
@@ -38,8 +34,4 @@ def submit_execution() -> Response[str]:
     )
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = http_handler(app)

@@ -7,15 +7,17 @@ import base64
 import binascii
 import json
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from asyncgate.api.models import WireModel
 from asyncgate.errors import AsyncgateError, Forbidden, PayloadTooLarge, Unauthorized, ValidationFailed
-from asyncgate.observability import logger
+from asyncgate.observability import logger, metrics, tracer
 from asyncgate.services.deps import Deps
 from asyncgate.store.keys import Principal, Scope, hash_key
 
@@ -78,6 +80,19 @@ def build_resolver() -> APIGatewayHttpResolver:
         )
 
     return app
+
+
+def http_handler(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The Lambda entry point of an API function: Powertools' logging context (never the event: it may
+    hold keys), tracing and metrics around the resolver."""
+
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics
+    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return app.resolve(event, context)
+
+    return lambda_handler
 
 
 def _presented_key(app: APIGatewayHttpResolver) -> str | None:

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 from pydantic.alias_generators import to_camel
 
+from asyncgate.domain.catalog import ModelSpec
 from asyncgate.domain.clock import format_ts
 from asyncgate.domain.execution import EventType, Execution
 from asyncgate.domain.status import Status
@@ -201,6 +202,18 @@ class ModelView(WireModel):
     expected_duration_seconds: float
     max_duration_seconds: float
     price: CostView
+
+    @classmethod
+    def of(cls, spec: ModelSpec) -> ModelView:
+        return cls(
+            model=spec.model,
+            provider=spec.provider,
+            is_async=spec.is_async,
+            cancel=spec.cancel,
+            expected_duration_seconds=spec.expected_duration_seconds,
+            max_duration_seconds=spec.max_duration_seconds,
+            price=CostView(credits=spec.price.credits),
+        )
 
 
 class ModelList(WireModel):

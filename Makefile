@@ -15,7 +15,7 @@ SAM := $(SAM_VENV)/bin/sam
 
 # mypy over the code directories that exist. Every function is `functions/<name>/app.py`; with
 # explicit_package_bases (pyproject.toml) each is checked as module `functions.<name>.app`.
-MYPY_DIRS := $(wildcard layers/asyncgate/asyncgate src/asyncgate_dev functions tests bench)
+MYPY_DIRS := $(wildcard layers/asyncgate/asyncgate src/asyncgate_dev src/asyncgate_client functions tests bench)
 
 .PHONY: install lint format test unit integration bench dev build clean
 
@@ -48,7 +48,7 @@ integration: install
 	"$(VENV)/bin/pytest" -n $(PYTEST_WORKERS) tests/integration
 
 bench: install
-	"$(PY)" bench/run.py
+	"$(PY)" -m bench.run
 
 dev: install
 	"$(VENV)/bin/asyncgate" dev --port $(PORT)

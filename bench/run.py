@@ -52,6 +52,7 @@ from asyncgate_dev.handlers import FUNCTIONS_DIR, REPO_ROOT, TEMPLATE_PATH, load
 from asyncgate_dev.lambda_runtime import LambdaContext  # noqa: E402
 from asyncgate_dev.simprovider import SimProviderServer  # noqa: E402
 from asyncgate_dev.template import load_template, provision  # noqa: E402
+from bench.local_stack import bench_local_stack  # noqa: E402
 
 SUBMIT_CALLS = 300
 IMPORT_RUNS = 9
@@ -348,6 +349,7 @@ def main() -> None:
         bench_submit(sim)
         bench_imports()
         bench_lifecycle(sim)
+    bench_local_stack()
 
 
 if __name__ == "__main__":

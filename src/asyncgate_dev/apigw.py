@@ -94,6 +94,7 @@ class HttpAnswer:
     status: int
     headers: dict[str, str]
     body: bytes
+    cookies: tuple[str, ...] = ()
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -109,4 +110,4 @@ def read_response(result: Any) -> HttpAnswer:
         headers[name.lower()] = ",".join(str(value) for value in values)
     raw = result.get("body") or ""
     body = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode("utf-8")
-    return HttpAnswer(int(result["statusCode"]), headers, body)
+    return HttpAnswer(int(result["statusCode"]), headers, body, tuple(result.get("cookies") or ()))

@@ -25,27 +25,33 @@ _lock = threading.Lock()
 
 
 def load_handler(name: str) -> ModuleType:
-    """functions/<name>/app.py as a module (imported once per test process)."""
+    """functions/<name>/app.py as a module (imported once per process: one warm "container")."""
+    return load_function_module(FUNCTIONS_DIR / name, "app", instance="")
+
+
+def load_function_module(code_dir: Path, module: str, *, instance: str) -> ModuleType:
+    """`<code_dir>/<module>.py` imported under its own name, once per (directory, instance): each
+    instance is a separate copy of the module's globals, as each Lambda container has its own."""
+    module_name = f"functions_{code_dir.name}_{module}" + (f"_{instance}" if instance else "")
     with _lock:
-        module = _modules.get(name)
-        if module is not None:
-            return module
-        path = FUNCTIONS_DIR / name / "app.py"
+        loaded = _modules.get(module_name)
+        if loaded is not None:
+            return loaded
+        path = code_dir / f"{module}.py"
         if not path.is_file():
             raise FileNotFoundError(f"no handler at {path}")
-        module_name = f"functions_{name}_app"
         spec = importlib.util.spec_from_file_location(module_name, path)
         if spec is None or spec.loader is None:
             raise ImportError(f"cannot import {path}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = loaded
         try:
-            spec.loader.exec_module(module)
+            spec.loader.exec_module(loaded)
         except BaseException:
             del sys.modules[module_name]
             raise
-        _modules[name] = module
-        return module
+        _modules[module_name] = loaded
+        return loaded
 
 
 def load_event(name: str) -> dict[str, Any]:

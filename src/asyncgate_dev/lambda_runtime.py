@@ -4,6 +4,7 @@ local stack, the benchmarks): the context object and the SQS event source's batc
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -73,9 +74,11 @@ def deliver_sqs_batch(
     wait_seconds: int = 1,
     timeout_seconds: float = 30.0,
     function_name: str = "asyncgate-local",
+    report_batch_item_failures: bool = True,
 ) -> int:
     """Receive one batch and run the handler on it as the event source mapping would: messages the
-    handler reports in `batchItemFailures` (or all, if it raises) stay on the queue and come back
+    handler reports in `batchItemFailures` (when the mapping has ReportBatchItemFailures), or all of them
+    if it raises, stay on the queue and come back
     after their visibility timeout (redriven to the DLQ by SQS after maxReceiveCount); the rest are
     deleted. Returns how many messages were delivered."""
     received = sqs.receive_message(
@@ -93,8 +96,14 @@ def deliver_sqs_batch(
     context = LambdaContext(function_name=function_name, timeout_seconds=timeout_seconds)
     try:
         answer = handler(sqs_event(messages, queue_arn), context)
-        failed = {item["itemIdentifier"] for item in (answer or {}).get("batchItemFailures", [])}
+        # Without ReportBatchItemFailures on the mapping, Lambda ignores what the function answers.
+        reported = (answer or {}).get("batchItemFailures", []) if report_batch_item_failures else []
+        failed = {item["itemIdentifier"] for item in reported}
     except Exception:
+        # A crashed invocation fails the whole batch, as in Lambda.
+        logging.getLogger("asyncgate.dev").exception(
+            "%s failed; its batch returns to the queue", function_name
+        )
         failed = {message["MessageId"] for message in messages}
     done = [message for message in messages if message["MessageId"] not in failed]
     if done:

@@ -1,0 +1,52 @@
+"""A typed Python client for asyncgate's public API: submit, poll, cancel, list, webhooks."""
+
+from asyncgate_client.client import ApiError, Client, TransportError
+from asyncgate_client.models import (
+    Account,
+    CancelAnswer,
+    Cost,
+    Execution,
+    ExecutionError,
+    ExecutionPage,
+    ExecutionWebhook,
+    Model,
+    ModelList,
+    Output,
+    Price,
+    Result,
+    Status,
+    SubmitAccepted,
+    SubmitWebhook,
+    WebhookAttempt,
+    WebhookEndpoint,
+    WebhookEndpointList,
+    WebhookSecret,
+)
+from asyncgate_client.webhooks import WebhookVerificationError, verify_webhook
+
+__all__ = [
+    "Account",
+    "ApiError",
+    "CancelAnswer",
+    "Client",
+    "Cost",
+    "Execution",
+    "ExecutionError",
+    "ExecutionPage",
+    "ExecutionWebhook",
+    "Model",
+    "ModelList",
+    "Output",
+    "Price",
+    "Result",
+    "Status",
+    "SubmitAccepted",
+    "SubmitWebhook",
+    "TransportError",
+    "WebhookAttempt",
+    "WebhookEndpoint",
+    "WebhookEndpointList",
+    "WebhookSecret",
+    "WebhookVerificationError",
+    "verify_webhook",
+]

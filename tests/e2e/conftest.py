@@ -1,0 +1,48 @@
+"""The local stack as users run it: `asyncgate dev` in a subprocess, reached over real HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3.session
+import pytest
+
+from asyncgate_dev.devprocess import DevProcess, free_port
+
+# Small enough that SQS redrive (visibility timeout x maxReceiveCount) takes seconds, not an hour.
+TIME_SCALE = 0.005
+TENANTS = [
+    {"tenant": "acme", "apiKey": "acme-key"},
+    {"tenant": "globex", "apiKey": "globex-key"},
+    {"tenant": "acme", "apiKey": "acme-reader", "scopes": ["execution:read"]},
+]
+
+
+@dataclass
+class DevStack:
+    dev: DevProcess
+    url: str
+
+    def aws(self, service: str) -> Any:
+        session: Any = boto3.session.Session(region_name="us-east-1")
+        return session.client(service, endpoint_url=self.dev.aws_endpoint)
+
+
+@pytest.fixture(scope="session")
+def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    tmp = tmp_path_factory.mktemp("devstack")
+    tenants = tmp / "tenants.json"
+    tenants.write_text(json.dumps(TENANTS))
+    dev = DevProcess.start(
+        tmp / "dev.log",
+        "--port", str(free_port()), "--time-scale", str(TIME_SCALE), "--tenants", str(tenants),
+        # The sweeper's grace is real time (it must outlast a slow function); short here to test it.
+        env={"SWEEP_GRACE_SECONDS": "3"},
+    )  # fmt: skip
+    try:
+        yield DevStack(dev=dev, url=dev.wait_ready())
+    finally:
+        dev.stop()

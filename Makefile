@@ -17,7 +17,7 @@ SAM := $(SAM_VENV)/bin/sam
 # explicit_package_bases (pyproject.toml) each is checked as module `functions.<name>.app`.
 MYPY_DIRS := $(wildcard layers/asyncgate/asyncgate src/asyncgate_dev src/asyncgate_client functions tests bench)
 
-.PHONY: install lint format test unit integration bench dev build clean
+.PHONY: install lint format test unit integration e2e bench dev demo build clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [[ ! -x "$(PY)" ]]; then python3 -m venv "$(VENV)"; fi
@@ -47,11 +47,17 @@ unit: install
 integration: install
 	"$(VENV)/bin/pytest" -n $(PYTEST_WORKERS) tests/integration
 
+e2e: install
+	"$(VENV)/bin/pytest" -n $(PYTEST_WORKERS) tests/e2e
+
 bench: install
 	"$(PY)" -m bench.run
 
 dev: install
 	"$(VENV)/bin/asyncgate" dev --port $(PORT)
+
+demo: install
+	"$(PY)" -m asyncgate_dev.demo
 
 # SAM CLI lives in its own virtualenv (its pins clash with the project's). `sam build` needs the
 # runtime's Python (3.13) on PATH: taken from pyenv.

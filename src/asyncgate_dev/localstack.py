@@ -201,6 +201,7 @@ class LocalStack:
         import boto3  # noqa: PLC0415 - after AWS_ENDPOINT_URL is set
 
         template = load_template(self.template_path)
+        refuse_what_does_not_run(template)
         self.stack = provision(template, boto3.client("dynamodb"), boto3.client("sqs"), base_dir=REPO_ROOT)
         self._scale_visibility_timeouts(boto3.client("sqs"))
         self._export_environment()
@@ -348,6 +349,33 @@ class LocalStack:
             self._sim.stop()
         if self._moto is not None:
             self._moto.stop()
+
+
+# What the local stack runs. Anything else in the template is refused at startup rather than silently
+# left out, so the local stack never pretends to be the whole system when it is not.
+RUNS_RESOURCES = frozenset(
+    {
+        "AWS::Serverless::Function",
+        "AWS::Serverless::LayerVersion",
+        "AWS::Serverless::HttpApi",
+        "AWS::DynamoDB::Table",
+        "AWS::SQS::Queue",
+        "AWS::Logs::LogGroup",
+    }
+)
+RUNS_EVENTS = frozenset({"HttpApi", "SQS", "Schedule"})
+
+
+def refuse_what_does_not_run(template: dict[str, Any]) -> None:
+    missing = set()
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") not in RUNS_RESOURCES:
+            missing.add(f"{logical_id} ({resource.get('Type')})")
+        for name, event in (resource.get("Properties", {}).get("Events") or {}).items():
+            if event.get("Type") not in RUNS_EVENTS:
+                missing.add(f"{logical_id}.{name} ({event.get('Type')} event)")
+    if missing:
+        raise StackError("the local stack does not run " + ", ".join(sorted(missing)) + " yet")
 
 
 def scheduled_event(function: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -474,6 +475,8 @@ def run_dev(*, host: str, port: int, tenants_file: Path | None, time_scale: floa
     """Serve until Ctrl-C or SIGTERM; the exit code of `asyncgate dev`."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    # Requests that publish no metric of their own (a 404, a stale tick) are normal, not worth a warning.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
     if time_scale <= 0:
         print("asyncgate dev: --time-scale must be greater than 0", file=sys.stderr)
         return 2

@@ -48,7 +48,10 @@ def test_a_key_without_the_scope_is_403(gateway: Gateway) -> None:
 
 
 def test_models_lists_the_catalog(gateway: Gateway) -> None:
-    items = {item["model"]: item for item in gateway.call("models").json()["items"]}
+    answer = gateway.call("models")
+    # Whole numbers are written as the contract writes them, not as 20.0.
+    assert b'"expectedDurationSeconds":20,"maxDurationSeconds":600,"price":{"credits":10}' in answer.body
+    items = {item["model"]: item for item in answer.json()["items"]}
     assert items["sim-video"] == {
         "model": "sim-video",
         "provider": "sim",

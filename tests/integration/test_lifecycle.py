@@ -39,6 +39,7 @@ def test_a_job_runs_to_success_with_result_cost_and_cleanup(gateway: Gateway) ->
 
     done = gateway.run_to_end(execution_id)
     assert done["status"] == "succeeded"
+    assert b'"cost":{"credits":10}' in gateway.call("status", execution_id=execution_id).body
     assert done["progress"] == 100.0
     assert done["error"] is None
     assert done["cost"] == {"credits": 10.0}

@@ -8,6 +8,9 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
+from botocore.exceptions import ClientError
+
 from asyncgate.domain.execution import new_execution
 from asyncgate.services.deps import default_deps
 from asyncgate.settings import get_settings
@@ -163,3 +166,23 @@ def test_the_sweeper_leaves_executions_that_moved_on_alone(gateway: Gateway) -> 
     )
     assert report["rearmed"] == 0
     assert gateway.status(execution_id)["updatedAt"] == before["updatedAt"]
+
+
+def test_a_failed_tick_send_is_answered_202_and_recovered_by_the_sweeper(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scheduler = default_deps().scheduler
+
+    def unavailable(*_: Any, **__: Any) -> None:
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessage")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(scheduler, "send", unavailable)
+        answer = gateway.submit(sim={"durationSeconds": 1})
+    assert answer.status == 202, "the execution is written; the lost message is the sweeper's to mend"
+    execution_id = answer.json()["executionId"]
+    assert gateway.pending_ticks() == 0
+    time.sleep(get_settings().sweep_grace_seconds + 0.5)
+    sweeper = load_handler("sweeper").lambda_handler
+    assert sweeper(load_event("sweeper"), LambdaContext(function_name="sweeper"))["rearmed"] == 1
+    assert gateway.run_to_end(execution_id)["status"] == "succeeded"

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 from pydantic.alias_generators import to_camel
 
-from asyncgate.domain.catalog import ModelSpec
+from asyncgate.domain.catalog import ModelSpec, Number
 from asyncgate.domain.clock import format_ts
 from asyncgate.domain.execution import EventType, Execution
 from asyncgate.domain.status import Status
@@ -107,7 +107,7 @@ class ErrorView(WireModel):
 
 
 class CostView(WireModel):
-    credits: float
+    credits: Number
 
 
 class AttemptView(WireModel):
@@ -199,8 +199,8 @@ class ModelView(WireModel):
     provider: str
     is_async: bool = Field(alias="async")
     cancel: bool
-    expected_duration_seconds: float
-    max_duration_seconds: float
+    expected_duration_seconds: Number
+    max_duration_seconds: Number
     price: CostView
 
     @classmethod

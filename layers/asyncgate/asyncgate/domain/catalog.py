@@ -12,9 +12,12 @@ from pydantic.alias_generators import to_camel
 
 from asyncgate.domain.schedule import PollPlan
 
+# Whole numbers stay whole on the wire (`"credits": 10`, as the contract writes them), fractions stay.
+Number = int | float
+
 
 class Price(BaseModel):
-    credits: float = Field(ge=0)
+    credits: Number = Field(ge=0)
 
 
 class ModelSpec(BaseModel):
@@ -25,8 +28,8 @@ class ModelSpec(BaseModel):
     provider_model: str
     is_async: bool = Field(alias="async")
     cancel: bool
-    expected_duration_seconds: float = Field(gt=0)
-    max_duration_seconds: float = Field(gt=0)
+    expected_duration_seconds: Number = Field(gt=0)
+    max_duration_seconds: Number = Field(gt=0)
     price: Price
     # inline: the provider is called during submit; queued: the poll queue dispatches it.
     dispatch: Literal["inline", "queued"] = "inline"

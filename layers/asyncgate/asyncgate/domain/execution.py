@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from asyncgate.domain.catalog import ModelSpec
+from asyncgate.domain.catalog import ModelSpec, Number
 from asyncgate.domain.status import FAILURE_CODES, Event, Status, next_status
 
 EventType = Literal[
@@ -55,7 +55,7 @@ class Failure(BaseModel):
 
 
 class Cost(BaseModel):
-    credits: float
+    credits: Number
 
 
 class WebhookAttempt(BaseModel):

@@ -47,21 +47,21 @@ def commit(deps: Deps, before: Execution, after: Execution, *, now: datetime) ->
         )
         logger.info("execution transition", extra={"from": before.status.value, "to": after.status.value})
     if not after.terminal and after.next_poll_at and after.tick_id != before.tick_id:
-        try:
-            arm_tick(deps, after, now=now)
-        except (BotoCoreError, ClientError):
-            metrics.add_metric(name="TickSendFailures", unit=MetricUnit.Count, value=1)
-            logger.exception("tick not sent; the sweeper will re-arm the execution")
+        arm_tick(deps, after, now=now)
 
 
 def arm_tick(deps: Deps, execution: Execution, *, now: datetime) -> None:
+    """Send the tick the (already written) execution waits for. A failed send is logged, not raised:
+    the execution is then overdue, and the sweeper re-arms it."""
     assert execution.next_poll_at is not None
-    deps.scheduler.send(
-        TickMessage(
-            execution_id=execution.execution_id, tick_id=execution.tick_id, due_at=execution.next_poll_at
-        ),
-        now=now,
+    message = TickMessage(
+        execution_id=execution.execution_id, tick_id=execution.tick_id, due_at=execution.next_poll_at
     )
+    try:
+        deps.scheduler.send(message, now=now)
+    except (BotoCoreError, ClientError):
+        metrics.add_metric(name="TickSendFailures", unit=MetricUnit.Count, value=1)
+        logger.exception("tick not sent; the sweeper will re-arm the execution")
 
 
 def _rescheduled(deps: Deps, now: datetime, delay_seconds: float) -> dict[str, Any]:

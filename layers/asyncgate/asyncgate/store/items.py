@@ -119,6 +119,11 @@ def deserialize(item: dict[str, Any]) -> dict[str, Any]:
     return {name: _deserializer.deserialize(value) for name, value in item.items()}
 
 
+def _number(value: Decimal) -> int | float:
+    """A DynamoDB number back as the int or float it was written as."""
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
 def to_item(execution: Execution) -> Item:
     return serialize(to_attributes(execution))
 
@@ -148,7 +153,7 @@ def from_item(item: dict[str, Any]) -> Execution:
         error=ExecutionError.model_validate_json(raw["error"]) if raw.get("error") else None,
         poll_count=int(raw.get("pollCount", 0)),
         consecutive_errors=int(raw.get("consecutiveErrors", 0)),
-        cost=Cost(credits=float(raw["costCredits"])) if raw.get("costCredits") is not None else None,
+        cost=Cost(credits=_number(raw["costCredits"])) if raw.get("costCredits") is not None else None,
         metadata=json.loads(raw.get("metadata") or "{}"),
         webhook=WebhookConfig.model_validate_json(raw["webhook"]) if raw.get("webhook") else WebhookConfig(),
         cleanup_after=ts("cleanupAfter"),

@@ -278,7 +278,8 @@ def simulate(
     sends: Counter[str] = Counter()
     base = default_deps()
     deps = Deps(
-        settings=base.settings, executions=base.executions, api_keys=base.api_keys,
+        settings=base.settings, executions=base.executions, api_keys=base.api_keys, webhooks=base.webhooks,
+        delivery_retries=base.delivery_retries,
         scheduler=RecordingScheduler(world, lambda: sends.update(["sqs.SendMessage"])),
         catalog=base.catalog, providers=lambda _: world, clock=world.clock, rng=random.Random(seed),
     )  # fmt: skip

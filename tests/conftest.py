@@ -35,12 +35,19 @@ def aws_stack(monkeypatch: pytest.MonkeyPatch, template: dict[str, Any]) -> Iter
     from asyncgate.settings import get_settings  # noqa: PLC0415
 
     with mock_aws():
-        stack = provision(template, boto3.client("dynamodb"), boto3.client("sqs"), base_dir=REPO_ROOT)
-        # Every function shares Globals.Function.Environment; SIM_PROVIDER_URL is the sim fixtures' to set.
-        for name, value in stack.function_environment("SubmitFunction").items():
-            if name == "SIM_PROVIDER_URL" and name in os.environ:
-                continue
-            monkeypatch.setenv(name, value)
+        stack = provision(
+            template,
+            boto3.client("dynamodb"),
+            boto3.client("sqs"),
+            stepfunctions=boto3.client("stepfunctions"),
+            base_dir=REPO_ROOT,
+        )
+        # One process holds every function, as in the local stack: their environments together.
+        for logical_id in stack.functions():
+            for name, value in stack.function_environment(logical_id).items():
+                if name == "SIM_PROVIDER_URL" and name in os.environ:
+                    continue
+                monkeypatch.setenv(name, value)
         reset_clients()
         get_settings.cache_clear()
         yield stack

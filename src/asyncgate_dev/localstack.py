@@ -33,14 +33,17 @@ from types import FrameType, ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from asyncgate.domain.webhooks import check_webhook_secret, new_webhook_secret
 from asyncgate_dev.apigw import http_event, match_route, read_response
 from asyncgate_dev.awsenv import use_dummy_aws_env
 from asyncgate_dev.handlers import REPO_ROOT, TEMPLATE_PATH, load_function_module
 from asyncgate_dev.lambda_runtime import LambdaContext, deliver_sqs_batch
 from asyncgate_dev.simprovider import SimProviderServer
+from asyncgate_dev.stepfunctions import start_state_machine_runner
+from asyncgate_dev.streams import start_stream_runners
 from asyncgate_dev.template import (
     FunctionSpec,
     Route,
@@ -76,7 +79,13 @@ class TenantSeed(BaseModel):
     scopes: list[str] = Field(default_factory=lambda: list(ALL_SCOPES))
     queue_limit: int = Field(default=100_000, ge=0)
     credits: float = Field(default=1_000_000, ge=0)
-    webhook_secret: str = Field(default_factory=lambda: "whsec_" + secrets.token_urlsafe(24))
+    # Standard Webhooks: `whsec_` + standard base64 of 24-64 bytes (checked: see check_webhook_secret).
+    webhook_secret: str = Field(default_factory=new_webhook_secret)
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, secret: str) -> str:
+        return check_webhook_secret(secret)
 
 
 DEFAULT_TENANT = TenantSeed(tenant="dev", api_key="dev-key")
@@ -89,9 +98,25 @@ def load_tenants(path: Path | None) -> list[TenantSeed]:
         entries = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(entries, list) or not entries:
             raise ValueError("expected a non-empty JSON list of tenants")
-        return [TenantSeed.model_validate(entry) for entry in entries]
+        tenants = [TenantSeed.model_validate(entry) for entry in entries]
+        tenant_secrets(tenants)
     except (OSError, ValueError, ValidationError) as error:
         raise StackError(f"--tenants {path}: {error}") from error
+    return tenants
+
+
+def tenant_secrets(tenants: list[TenantSeed]) -> dict[str, str]:
+    """Each tenant's webhook signing secret: the one its entries give (a tenant may have several keys,
+    hence several entries), else the first entry's generated one. Two different given secrets for one
+    tenant are refused (ValueError)."""
+    generated: dict[str, str] = {}
+    given: dict[str, str] = {}
+    for seed in tenants:
+        generated.setdefault(seed.tenant, seed.webhook_secret)
+        explicit = "webhook_secret" in seed.model_fields_set
+        if explicit and given.setdefault(seed.tenant, seed.webhook_secret) != seed.webhook_secret:
+            raise ValueError(f"tenant {seed.tenant!r} has entries with different webhookSecrets")
+    return generated | given
 
 
 class StackError(Exception):
@@ -203,7 +228,13 @@ class LocalStack:
 
         template = load_template(self.template_path)
         refuse_what_does_not_run(template)
-        self.stack = provision(template, boto3.client("dynamodb"), boto3.client("sqs"), base_dir=REPO_ROOT)
+        self.stack = provision(
+            template,
+            boto3.client("dynamodb"),
+            boto3.client("sqs"),
+            base_dir=REPO_ROOT,
+            stepfunctions=boto3.client("stepfunctions"),  # state machines: asyncgate_dev.stepfunctions
+        )
         self._scale_visibility_timeouts(boto3.client("sqs"))
         self._export_environment()
         self._seed_tenants()
@@ -213,7 +244,13 @@ class LocalStack:
         for runtime in self.functions.values():
             runtime.warm()
         self._start_sqs_runners()
+        # DynamoDB Streams event sources (asyncgate_dev.streams): one poller thread per mapping.
+        start_stream_runners(self.stack, self.functions, self.stopping, self._spawn)
         self._start_schedules()
+        # Step Functions (asyncgate_dev.stepfunctions): executions moto records are run by the interpreter.
+        start_state_machine_runner(
+            self.stack, self.functions, self.stopping, self._spawn, time_scale=self.time_scale
+        )
         self._spawn(self._http.serve_forever, "http")
         return self
 
@@ -260,9 +297,15 @@ class LocalStack:
         from asyncgate.services.deps import default_deps  # noqa: PLC0415 - reads the exported env
         from asyncgate.store.keys import Scope  # noqa: PLC0415
 
-        keys = default_deps().api_keys
+        deps = default_deps()
         for seed in self.tenants:
-            keys.put(seed.api_key, seed.tenant, frozenset(Scope(scope) for scope in seed.scopes))
+            deps.api_keys.put(seed.api_key, seed.tenant, frozenset(Scope(scope) for scope in seed.scopes))
+        try:
+            secrets_by_tenant = tenant_secrets(self.tenants)
+        except ValueError as error:
+            raise StackError(str(error)) from None
+        for tenant, secret in secrets_by_tenant.items():
+            deps.webhooks.put_secret(tenant, secret)
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=f"asyncgate-{name}", daemon=True)
@@ -362,9 +405,11 @@ RUNS_RESOURCES = frozenset(
         "AWS::DynamoDB::Table",
         "AWS::SQS::Queue",
         "AWS::Logs::LogGroup",
+        "AWS::Serverless::StateMachine",  # run by asyncgate_dev.stepfunctions
+        "AWS::StepFunctions::StateMachine",
     }
 )
-RUNS_EVENTS = frozenset({"HttpApi", "SQS", "Schedule"})
+RUNS_EVENTS = frozenset({"HttpApi", "SQS", "Schedule", "DynamoDB"})
 
 
 def refuse_what_does_not_run(template: dict[str, Any]) -> None:

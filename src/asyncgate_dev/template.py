@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 
@@ -30,12 +31,14 @@ __all__ = [
     "DEFAULT_ACCOUNT_ID",
     "NO_VALUE",
     "CfnLoader",
+    "DynamoDbEventSource",
     "FunctionSpec",
     "Resolver",
     "Route",
     "Schedule",
     "SqsEventSource",
     "Stack",
+    "StateMachineSpec",
     "TemplateError",
     "UnresolvableError",
     "load_template",
@@ -46,6 +49,7 @@ DEFAULT_ACCOUNT_ID: Final = "123456789012"
 TABLE_TYPE: Final = "AWS::DynamoDB::Table"
 QUEUE_TYPE: Final = "AWS::SQS::Queue"
 FUNCTION_TYPE: Final = "AWS::Serverless::Function"
+STATE_MACHINE_TYPES: Final = ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
 
 
 class TemplateError(Exception):
@@ -570,6 +574,27 @@ class SqsEventSource:
 
 
 @dataclass(frozen=True)
+class DynamoDbEventSource:
+    """A DynamoDB Streams event source mapping: `table` is the table's logical id, `on_failure_queue` the
+    logical id of the OnFailure destination's SQS queue. `filter_patterns` are the FilterCriteria
+    patterns as parsed JSON (a record passes when any one matches). `maximum_retry_attempts` is Lambda's
+    value: -1 means "until the record expires"."""
+
+    function: str
+    code_uri: str
+    table: str
+    starting_position: str
+    batch_size: int = 100
+    maximum_batching_window_seconds: int = 0
+    function_response_types: tuple[str, ...] = ()
+    maximum_retry_attempts: int = -1
+    bisect_batch_on_function_error: bool = False
+    filter_patterns: tuple[Mapping[str, Any], ...] = ()
+    on_failure_queue: str | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class Schedule:
     """A Schedule (EventBridge rule) or ScheduleV2 (EventBridge Scheduler) event of a function."""
 
@@ -578,6 +603,26 @@ class Schedule:
     expression: str
     enabled: bool = True
     input: str | None = None
+
+
+@dataclass(frozen=True)
+class StateMachineSpec:
+    """A provisioned state machine: its ARN and its definition with DefinitionSubstitutions applied."""
+
+    logical_id: str
+    arn: str
+    definition: dict[str, Any]
+
+
+def _get_att_target(value: Any, attribute: str) -> str | None:
+    """The logical id `value` names when it is `!GetAtt <LogicalId>.<attribute>`, else None."""
+    if not (isinstance(value, Mapping) and list(value) == ["Fn::GetAtt"]):
+        return None
+    target = value["Fn::GetAtt"]
+    parts = target.split(".", 1) if isinstance(target, str) else list(target)
+    if len(parts) != 2 or parts[1] != attribute or not isinstance(parts[0], str):
+        return None
+    return parts[0]
 
 
 def _merge_globals(global_value: Any, own_value: Any) -> Any:
@@ -602,6 +647,9 @@ class Stack:
     resolver: Resolver
     base_dir: Path | None = None
     created: list[str] = field(default_factory=list)
+    # Filled by provision: function ARN -> logical id, and the state machines it created.
+    function_arns: dict[str, str] = field(default_factory=dict)
+    state_machine_specs: list[StateMachineSpec] = field(default_factory=list)
 
     # ----------------------------------------------------------------------------------- values
 
@@ -684,6 +732,20 @@ class Stack:
         code_uri = Path(self.functions()[logical_id].code_uri)
         return code_uri if self.base_dir is None else self.base_dir / code_uri
 
+    def function_for_arn(self, arn: str) -> str:
+        """The logical id of the function an ARN (qualified or not) or a function name designates."""
+        parts = arn.split(":")
+        if len(parts) >= 7 and parts[2] == "lambda" and parts[5] == "function":
+            arn = ":".join(parts[:7])  # without a version or alias qualifier
+        for known, logical_id in self.function_arns.items():
+            if arn in (known, known.rpartition(":")[2]):
+                return logical_id
+        raise TemplateError(f"no function of this template has the ARN or name {arn!r}")
+
+    def state_machines(self) -> list[StateMachineSpec]:
+        """Every state machine provision created (none when it was given no stepfunctions client)."""
+        return list(self.state_machine_specs)
+
     def function_environment(self, logical_id: str) -> dict[str, str]:
         """Globals.Function.Environment.Variables merged with the function's own, resolved to strings."""
         properties = self.function_properties(logical_id)
@@ -749,6 +811,72 @@ class Stack:
                 )
             )
         return sources
+
+    def dynamodb_event_sources(self) -> list[DynamoDbEventSource]:
+        """Every DynamoDB event of a function, with Lambda's defaults for what the event leaves out."""
+        sources: list[DynamoDbEventSource] = []
+        for spec, properties in self._events("DynamoDB"):
+            where = f"{spec.logical_id} DynamoDB event"
+            table = _get_att_target(properties.get("Stream"), "StreamArn")
+            if table is None:
+                raise TemplateError(f"{where}: Stream must be !GetAtt <Table>.StreamArn")
+            if self.template["Resources"].get(table, {}).get("Type") != TABLE_TYPE:
+                raise TemplateError(f"{where}: Stream {table} is not an {TABLE_TYPE}")
+            if "StreamSpecification" not in (self.template["Resources"][table].get("Properties") or {}):
+                raise TemplateError(f"{where}: table {table} has no StreamSpecification")
+            position = self.resolver.resolve_text(properties.get("StartingPosition", ""), "StartingPosition")
+            if position not in ("TRIM_HORIZON", "LATEST"):
+                raise TemplateError(f"{where}: StartingPosition must be TRIM_HORIZON or LATEST")
+            number = partial(self._event_number, properties, where)
+            flag = partial(self._event_flag, properties, where)
+            sources.append(
+                DynamoDbEventSource(
+                    function=spec.logical_id,
+                    code_uri=spec.code_uri,
+                    table=table,
+                    starting_position=position,
+                    batch_size=number("BatchSize", 100),
+                    maximum_batching_window_seconds=number("MaximumBatchingWindowInSeconds", 0),
+                    function_response_types=tuple(
+                        self.resolver.resolve(properties.get("FunctionResponseTypes", []))
+                    ),
+                    maximum_retry_attempts=number("MaximumRetryAttempts", -1),
+                    bisect_batch_on_function_error=flag("BisectBatchOnFunctionError", False),
+                    filter_patterns=self._filter_patterns(properties.get("FilterCriteria"), where),
+                    on_failure_queue=self._on_failure_queue(properties.get("DestinationConfig"), where),
+                    enabled=flag("Enabled", True),
+                )
+            )
+        return sources
+
+    def _event_number(self, properties: Mapping[str, Any], where: str, key: str, default: int) -> int:
+        return int(self.resolver.resolve_text(properties.get(key, default), f"{where} {key}"))
+
+    def _event_flag(self, properties: Mapping[str, Any], where: str, key: str, default: bool) -> bool:
+        return self.resolver.resolve_text(properties.get(key, default), f"{where} {key}") == "true"
+
+    def _filter_patterns(self, criteria: Any, where: str) -> tuple[Mapping[str, Any], ...]:
+        filters = (self.resolver.resolve(criteria) or {}).get("Filters") or []
+        patterns: list[Mapping[str, Any]] = []
+        for entry in filters:
+            try:
+                pattern = json.loads(_as_text(entry.get("Pattern"), f"{where} FilterCriteria Pattern"))
+            except json.JSONDecodeError as error:
+                raise TemplateError(f"{where}: FilterCriteria Pattern is not JSON: {error}") from None
+            if not isinstance(pattern, dict):
+                raise TemplateError(f"{where}: FilterCriteria Pattern must be a JSON object")
+            patterns.append(pattern)
+        return tuple(patterns)
+
+    def _on_failure_queue(self, config: Any, where: str) -> str | None:
+        destination = ((config or {}).get("OnFailure") or {}).get("Destination")
+        if destination is None:
+            return None
+        queue = _get_att_target(destination, "Arn")
+        if queue is None or self.template["Resources"].get(queue, {}).get("Type") != QUEUE_TYPE:
+            # Lambda also takes SNS topics and S3 buckets; the local stack runs SQS queues only.
+            raise TemplateError(f"{where}: OnFailure Destination must be !GetAtt <SQS queue>.Arn")
+        return queue
 
     def schedules(self) -> list[Schedule]:
         schedules: list[Schedule] = []
@@ -951,11 +1079,14 @@ def provision(
     name_prefix: str = "asyncgate",
     account_id: str = DEFAULT_ACCOUNT_ID,
     base_dir: Path | None = None,
+    stepfunctions: Any = None,
 ) -> Stack:
     """Create the template's DynamoDB tables and SQS queues through the given clients.
 
     Resources of other types (functions, APIs, layers, log groups) are left to the caller. Physical names
-    are the template's own (TableName, QueueName) or `{name_prefix}-{LogicalId}`.
+    are the template's own (TableName, QueueName) or `{name_prefix}-{LogicalId}`. Functions get ARNs (for
+    `!Ref` and `!GetAtt .Arn`, nothing is created); given a `stepfunctions` client, state machines are
+    created too, after the tables and queues their DefinitionSubstitutions may refer to.
     """
     resolver = Resolver(
         template,
@@ -965,6 +1096,7 @@ def provision(
         stack_name=name_prefix,
     )
     stack = Stack(template=template, resolver=resolver, base_dir=base_dir)
+    _register_functions(stack, name_prefix)
     wanted = [
         logical_id
         for logical_id, resource in template["Resources"].items()
@@ -983,4 +1115,145 @@ def provision(
             ref, attributes = _create_queue(sqs_client, properties, name)
         stack.set_physical(logical_id, ref, **attributes)
         stack.created.append(logical_id)
+    if stepfunctions is not None:
+        _create_state_machines(stack, stepfunctions, name_prefix)
     return stack
+
+
+# --------------------------------------------------------------------------------------------- state machines
+
+_STATE_MACHINE_PROPERTIES: Final = {
+    "AWS::Serverless::StateMachine": frozenset(
+        {
+            "Definition",
+            "DefinitionUri",
+            "DefinitionSubstitutions",
+            "Name",
+            "Type",
+            "Role",
+            "RolePath",
+            "Policies",
+            "PermissionsBoundary",
+            "Logging",
+            "Tracing",
+            "Tags",
+            "Events",
+        }
+    ),
+    "AWS::StepFunctions::StateMachine": frozenset(
+        {
+            "Definition",
+            "DefinitionString",
+            "DefinitionSubstitutions",
+            "StateMachineName",
+            "StateMachineType",
+            "RoleArn",
+            "LoggingConfiguration",
+            "TracingConfiguration",
+            "EncryptionConfiguration",
+            "Tags",
+        }
+    ),
+}
+
+
+def _register_functions(stack: Stack, name_prefix: str) -> None:
+    """Give every function its name (Ref) and ARN (GetAtt Arn): state machines and their callers need
+    them, though nothing is deployed."""
+    resolver = stack.resolver
+    partition = resolver.pseudo["AWS::Partition"]
+    for logical_id, resource in stack.template["Resources"].items():
+        if resource.get("Type") != FUNCTION_TYPE or not resolver.resource_enabled(logical_id):
+            continue
+        properties = resource.get("Properties") or {}
+        name = (
+            resolver.resolve_text(properties["FunctionName"], f"{logical_id} FunctionName")
+            if properties.get("FunctionName")
+            else f"{name_prefix}-{logical_id}"
+        )
+        arn = f"arn:{partition}:lambda:{resolver.region}:{resolver.account_id}:function:{name}"
+        stack.set_physical(logical_id, name, Arn=arn)
+        stack.function_arns[arn] = logical_id
+
+
+def _substitute_definition(text: str, substitutions: Mapping[str, Any], where: str) -> str:
+    """DefinitionSubstitutions: each `${Name}` replaced by its value, as Step Functions does in the text."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1).strip()
+        if name not in substitutions:
+            raise TemplateError(f"{where}: ${{{name}}} is not in DefinitionSubstitutions")
+        return _as_text(substitutions[name], f"{where} DefinitionSubstitutions {name}")
+
+    return _SUB_VARIABLE.sub(substitute, text)
+
+
+def _state_machine_definition(stack: Stack, logical_id: str, properties: Mapping[str, Any]) -> dict[str, Any]:
+    resolver = stack.resolver
+    where = f"state machine {logical_id}"
+    if "DefinitionUri" in properties:
+        uri = properties["DefinitionUri"]
+        if not isinstance(uri, str):
+            raise TemplateError(f"{where}: only a local DefinitionUri path is supported, not {uri!r}")
+        path = Path(uri) if stack.base_dir is None else stack.base_dir / uri
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise TemplateError(f"{where}: cannot read DefinitionUri {path}: {error.strerror}") from None
+    elif "DefinitionString" in properties:
+        text = resolver.resolve_text(properties["DefinitionString"], f"{where} DefinitionString")
+    elif "Definition" in properties:
+        text = json.dumps(resolver.resolve(properties["Definition"]))
+    else:
+        raise TemplateError(f"{where}: needs Definition, DefinitionUri or DefinitionString")
+    substitutions = resolver.resolve(properties.get("DefinitionSubstitutions") or {})
+    text = _substitute_definition(text, substitutions, where)
+    try:
+        is_yaml = "DefinitionUri" in properties and str(properties["DefinitionUri"]).endswith(
+            (".yaml", ".yml")
+        )
+        definition = yaml.safe_load(text) if is_yaml else json.loads(text)
+    except (ValueError, yaml.YAMLError) as error:
+        raise TemplateError(f"{where}: the definition is not valid JSON/YAML: {error}") from None
+    if not isinstance(definition, dict):
+        raise TemplateError(f"{where}: the definition is not an object")
+    return cast("dict[str, Any]", definition)
+
+
+def _create_state_machines(stack: Stack, client: Any, name_prefix: str) -> None:
+    """Create each state machine (definition substituted, a dummy role) and record its ARN as its Ref."""
+    resolver = stack.resolver
+    wanted = [
+        logical_id
+        for logical_id, resource in stack.template["Resources"].items()
+        if resource.get("Type") in STATE_MACHINE_TYPES and resolver.resource_enabled(logical_id)
+    ]
+    for logical_id in _dependency_order(stack.template, wanted):
+        resource = stack.template["Resources"][logical_id]
+        kind = resource["Type"]
+        properties: Mapping[str, Any] = resource.get("Properties") or {}
+        unknown = set(properties) - _STATE_MACHINE_PROPERTIES[kind]
+        if unknown:
+            raise TemplateError(f"state machine {logical_id}: unsupported properties {sorted(unknown)}")
+        if properties.get("Events"):
+            raise TemplateError(f"state machine {logical_id}: Events are not supported")
+        serverless = kind == "AWS::Serverless::StateMachine"
+        name_key, type_key = ("Name", "Type") if serverless else ("StateMachineName", "StateMachineType")
+        name = (
+            resolver.resolve_text(properties[name_key], f"{logical_id} {name_key}")
+            if properties.get(name_key)
+            else f"{name_prefix}-{logical_id}"
+        )
+        definition = _state_machine_definition(stack, logical_id, properties)
+        request: dict[str, Any] = {
+            "name": name,
+            "definition": json.dumps(definition),
+            # The emulator checks only the role ARN's shape; IAM is not simulated.
+            "roleArn": f"arn:aws:iam::{resolver.account_id}:role/{name}-role",
+        }
+        if properties.get(type_key):
+            request["type"] = resolver.resolve_text(properties[type_key], f"{logical_id} {type_key}")
+        arn = client.create_state_machine(**request)["stateMachineArn"]
+        stack.set_physical(logical_id, arn, Arn=arn, Name=name)
+        stack.created.append(logical_id)
+        stack.state_machine_specs.append(StateMachineSpec(logical_id, arn, definition))

@@ -14,8 +14,9 @@ from asyncgate_dev.devprocess import DevProcess, free_port
 
 # Small enough that SQS redrive (visibility timeout x maxReceiveCount) takes seconds, not an hour.
 TIME_SCALE = 0.005
+ACME_WEBHOOK_SECRET = "whsec_YWNtZS1lMmUtc2lnbmluZy1zZWNyZXQh"
 TENANTS = [
-    {"tenant": "acme", "apiKey": "acme-key"},
+    {"tenant": "acme", "apiKey": "acme-key", "webhookSecret": ACME_WEBHOOK_SECRET},
     {"tenant": "globex", "apiKey": "globex-key"},
     {"tenant": "acme", "apiKey": "acme-reader", "scopes": ["execution:read"]},
 ]

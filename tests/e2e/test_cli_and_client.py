@@ -10,7 +10,7 @@ import pytest
 
 from asyncgate_client import ApiError, Client, Status
 from asyncgate_dev.devprocess import ASYNCGATE
-from tests.e2e.conftest import DevStack
+from tests.e2e.conftest import ACME_WEBHOOK_SECRET, DevStack
 
 pytestmark = pytest.mark.e2e
 
@@ -98,3 +98,25 @@ def test_the_typed_client_lives_through_a_lifecycle(dev_stack: DevStack) -> None
         client.cancel(accepted.execution_id)
     assert (refused.value.status, refused.value.code) == (409, "EXECUTION_NOT_CANCELLABLE")
     assert refused.value.details == {"status": "succeeded"}
+
+
+def test_webhooks_commands(dev_stack: DevStack) -> None:
+    created = cli(dev_stack, "webhooks", "create", "http://127.0.0.1:9/hook", "--json")
+    assert created.returncode == 0, created.stderr
+    endpoint = last_json(created.stdout)
+    assert endpoint["url"] == "http://127.0.0.1:9/hook", "loopback http is allowed in the local stack"
+    assert endpoint["events"] == ["execution.succeeded", "execution.failed", "execution.cancelled"]
+    assert endpoint["secret"].startswith("whsec_")
+    listed = cli(dev_stack, "webhooks", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    items = {item["id"]: item for item in last_json(listed.stdout)["items"]}
+    assert endpoint["id"] in items
+    assert items[endpoint["id"]].get("secret") is None, "the secret is shown only when created"
+    secret = cli(dev_stack, "webhooks", "secret", "--json")
+    assert secret.returncode == 0, secret.stderr
+    assert last_json(secret.stdout) == {"secret": ACME_WEBHOOK_SECRET}, "the tenants file's secret"
+    deleted = cli(dev_stack, "webhooks", "delete", endpoint["id"])
+    assert deleted.returncode == 0, deleted.stderr
+    again = cli(dev_stack, "webhooks", "delete", endpoint["id"])
+    assert again.returncode == 2
+    assert "NOT_FOUND" in again.stderr

@@ -23,6 +23,10 @@ ROUTES = {
     "cancel": ("cancel", "POST", "/v1/executions/{executionId}/cancel"),
     "cancel_delete": ("cancel", "DELETE", "/v1/executions/{executionId}"),
     "models": ("models", "GET", "/v1/models"),
+    "webhooks_list": ("webhooks", "GET", "/v1/webhooks"),
+    "webhooks_create": ("webhooks", "POST", "/v1/webhooks"),
+    "webhooks_delete": ("webhooks", "DELETE", "/v1/webhooks/{endpointId}"),
+    "webhooks_secret": ("webhooks", "GET", "/v1/webhooks/secret"),
 }
 
 
@@ -37,6 +41,7 @@ class Gateway:
         operation: str,
         *,
         execution_id: str | None = None,
+        endpoint_id: str | None = None,
         key: str | None = KEY_A,
         body: Any = None,
         raw_body: bytes | None = None,
@@ -45,7 +50,11 @@ class Gateway:
         timeout_seconds: float = 30.0,
     ) -> HttpAnswer:
         function, method, route = ROUTES[operation]
-        path = route.replace("{executionId}", execution_id or "")
+        given = {"executionId": execution_id, "endpointId": endpoint_id}
+        parameters = {name: value for name, value in given.items() if value and f"{{{name}}}" in route}
+        path = route
+        for name, value in given.items():
+            path = path.replace(f"{{{name}}}", value or "")
         sent_headers = {"content-type": "application/json", **(headers or {})}
         if key is not None:
             sent_headers["x-api-key"] = key
@@ -58,7 +67,7 @@ class Gateway:
             method,
             path,
             route_key=f"{method} {route}",
-            path_parameters={"executionId": execution_id} if execution_id else None,
+            path_parameters=parameters or None,
             headers=sent_headers,
             raw_query=query,
             body=payload,

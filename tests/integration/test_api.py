@@ -278,6 +278,15 @@ def test_every_events_file_drives_its_handler(gateway: Gateway) -> None:
         assert answer.status == status, (name, answer.body)
     delete = read_response(load_handler("cancel").lambda_handler(load_event("cancel_delete"), context))
     assert delete.status == 404
+    webhooks = load_handler("webhooks").lambda_handler
+    for name, status in {
+        "webhooks_create": 201,
+        "webhooks_list": 200,
+        "webhooks_secret": 200,
+        "webhooks_delete": 404,
+    }.items():
+        answer = read_response(webhooks(load_event(name), context))
+        assert answer.status == status, (name, answer.body)
     assert load_handler("poll_tick").lambda_handler(load_event("poll_tick"), context) == {
         "batchItemFailures": []
     }

@@ -169,6 +169,10 @@ def test_http_routes(aws_stack: Stack) -> None:
         "POST /v1/executions/{executionId}/cancel": "CancelFunction",
         "DELETE /v1/executions/{executionId}": "CancelFunction",
         "GET /v1/models": "ModelsFunction",
+        "GET /v1/webhooks": "WebhooksFunction",
+        "POST /v1/webhooks": "WebhooksFunction",
+        "DELETE /v1/webhooks/{endpointId}": "WebhooksFunction",
+        "GET /v1/webhooks/secret": "WebhooksFunction",
         "$default": "NotFoundFunction",
     }
     assert {route.api for route in routes} == {"AsyncgateHttpApi"}
@@ -229,4 +233,5 @@ def test_functions_get_least_privilege_table_access(template: dict[str, Any]) ->
         assert policy_names(reader) == {"DynamoDBReadPolicy"}, reader
     for writer in ("SubmitFunction", "CancelFunction", "PollTickFunction", "SweeperFunction"):
         assert policy_names(writer) == {"DynamoDBCrudPolicy", "SQSSendMessagePolicy"}, writer
+    assert policy_names("WebhooksFunction") == {"DynamoDBCrudPolicy"}
     assert policy_names("NotFoundFunction") == set()

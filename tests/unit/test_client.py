@@ -406,7 +406,7 @@ def test_wait_follows_changes_and_honours_retry_after(api: FakeApi, client: Clie
     ]
     assert [seen.query["waitSeconds"] for seen in api.seen] == ["20"] * 4
     gaps = [later.at - earlier.at for earlier, later in zip(api.seen, api.seen[1:], strict=False)]
-    assert gaps[0] < 0.5
+    assert gaps[0] < 0.9, "Retry-After: 0 asks for no pause (the bound only allows a loaded machine)"
     assert gaps[1] >= 0.95
 
 

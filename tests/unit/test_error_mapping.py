@@ -32,6 +32,7 @@ CASES = [
     ),
     (errors.ProviderSubmitFailed("refused", details={"providerStatus": 503}), 500, "PROVIDER_SUBMIT_FAILED"),
     (RuntimeError("internal detail"), 500, "INTERNAL_ERROR"),
+    (errors.WebhookEndpointNotFound("gone"), 404, "NOT_FOUND"),
 ]
 
 

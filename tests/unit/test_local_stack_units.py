@@ -24,13 +24,13 @@ def test_the_template_runs_whole_in_the_local_stack() -> None:
 
 def test_anything_the_local_stack_cannot_run_is_refused_by_name() -> None:
     template = load_template(TEMPLATE_PATH)
-    template["Resources"]["Machine"] = {"Type": "AWS::Serverless::StateMachine", "Properties": {}}
+    template["Resources"]["Alerts"] = {"Type": "AWS::SNS::Topic", "Properties": {}}
     template["Resources"]["NotifyFunction"] = {
         "Type": "AWS::Serverless::Function",
-        "Properties": {"Events": {"Changes": {"Type": "DynamoDB", "Properties": {}}}},
+        "Properties": {"Events": {"Changes": {"Type": "Kinesis", "Properties": {}}}},
     }
     with pytest.raises(
-        StackError, match=r"Machine \(AWS::Serverless::StateMachine\).*NotifyFunction.Changes"
+        StackError, match=r"Alerts \(AWS::SNS::Topic\).*NotifyFunction.Changes \(Kinesis event\)"
     ):
         refuse_what_does_not_run(template)
 

@@ -15,6 +15,7 @@ from botocore.config import Config
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_stepfunctions import SFNClient
 
 # Standard retry mode backs off on throttling; short timeouts keep a stuck call from eating the budget.
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
@@ -30,7 +31,13 @@ def sqs() -> SQSClient:
     return boto3.client("sqs", config=_CONFIG)
 
 
+@cache
+def stepfunctions() -> SFNClient:
+    return boto3.client("stepfunctions", config=_CONFIG)
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests swap the emulator between cases)."""
     dynamodb.cache_clear()
     sqs.cache_clear()
+    stepfunctions.cache_clear()

@@ -60,6 +60,11 @@ class RouteNotFound(AsyncgateError):
     code = "NOT_FOUND"
 
 
+class WebhookEndpointNotFound(AsyncgateError):
+    status = 404
+    code = "NOT_FOUND"
+
+
 class ExecutionNotCancellable(AsyncgateError):
     status = 409
     code = "EXECUTION_NOT_CANCELLABLE"

@@ -6,13 +6,22 @@ import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 from pydantic.alias_generators import to_camel
 
 from asyncgate.domain.catalog import ModelSpec, Number
 from asyncgate.domain.clock import format_ts
-from asyncgate.domain.execution import EventType, Execution
+from asyncgate.domain.execution import TERMINAL_EVENTS, EventType, Execution
 from asyncgate.domain.status import Status
+from asyncgate.domain.webhooks import WebhookEndpoint
 
 Timestamp = Annotated[datetime, PlainSerializer(format_ts, return_type=str)]
 
@@ -220,5 +229,74 @@ class ModelList(WireModel):
     items: list[ModelView]
 
 
+class WebhookEndpointRequest(WireModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2048)
+    events: list[EventType] = Field(default_factory=lambda: list(TERMINAL_EVENTS), min_length=1)
+    description: str | None = Field(default=None, max_length=256)
+
+    @field_validator("events")
+    @classmethod
+    def _no_duplicates(cls, events: list[EventType]) -> list[EventType]:
+        if len(set(events)) != len(events):
+            raise ValueError("each event type at most once")
+        return events
+
+
+class WebhookEndpointView(WireModel):
+    """An endpoint as listed: never its secret. `description` only when it has one."""
+
+    id: str
+    url: str
+    events: list[EventType]
+    description: str | None = None
+    created_at: Timestamp
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_description(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.description is None:
+            data.pop("description", None)
+        return data
+
+    @classmethod
+    def of(cls, endpoint: WebhookEndpoint) -> WebhookEndpointView:
+        return cls(
+            id=endpoint.endpoint_id,
+            url=endpoint.url,
+            events=list(endpoint.events),
+            description=endpoint.description,
+            created_at=endpoint.created_at,
+        )
+
+
+class WebhookEndpointCreated(WebhookEndpointView):
+    """The answer to a create: the endpoint and its secret, shown only this once."""
+
+    secret: str
+
+    @classmethod
+    def of(cls, endpoint: WebhookEndpoint) -> WebhookEndpointCreated:
+        view = WebhookEndpointView.of(endpoint)
+        return cls(**view.model_dump(), secret=endpoint.secret)
+
+
+class WebhookEndpointList(WireModel):
+    items: list[WebhookEndpointView]
+
+
+class WebhookSecretView(WireModel):
+    secret: str
+
+
 def execution_path(execution_id: str) -> str:
     return f"/v1/executions/{execution_id}"
+
+
+class WebhookEventBody(WireModel):
+    """The body of every webhook delivery."""
+
+    type: EventType
+    timestamp: Timestamp
+    data: ExecutionView

@@ -64,10 +64,13 @@ class WebhookAttempt(BaseModel):
     error: str | None = None
 
 
+WebhookState = Literal["none", "pending", "delivered", "failed"]
+
+
 class WebhookConfig(BaseModel):
     url: str | None = None
     events: list[EventType] = Field(default_factory=lambda: list(TERMINAL_EVENTS))
-    state: Literal["none", "pending", "delivered", "failed"] = "none"
+    state: WebhookState = "none"
     attempts: list[WebhookAttempt] = Field(default_factory=list)
 
 

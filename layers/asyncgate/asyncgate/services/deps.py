@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from functools import cache
 
 from asyncgate import aws
+from asyncgate.delivery.tasks import DeliveryRetries
 from asyncgate.domain.catalog import Catalog, ModelSpec, load_catalog
 from asyncgate.domain.clock import utcnow
 from asyncgate.errors import UnknownModel
@@ -18,6 +19,7 @@ from asyncgate.scheduling import PollScheduler
 from asyncgate.settings import Settings, get_settings
 from asyncgate.store.executions import ExecutionStore
 from asyncgate.store.keys import ApiKeyStore
+from asyncgate.store.webhooks import WebhookStore
 
 
 @dataclass
@@ -25,6 +27,8 @@ class Deps:
     settings: Settings
     executions: ExecutionStore
     api_keys: ApiKeyStore
+    webhooks: WebhookStore
+    delivery_retries: DeliveryRetries
     scheduler: PollScheduler
     catalog: Catalog
     providers: Callable[[str], Provider]
@@ -53,6 +57,8 @@ def default_deps() -> Deps:
         settings=settings,
         executions=ExecutionStore(aws.dynamodb(), settings.table_name),
         api_keys=ApiKeyStore(aws.dynamodb(), settings.table_name),
+        webhooks=WebhookStore(aws.dynamodb(), settings.table_name),
+        delivery_retries=DeliveryRetries(aws.stepfunctions(), settings.webhook_state_machine_arn),
         scheduler=PollScheduler(aws.sqs(), settings.poll_queue_url),
         catalog=load_catalog(settings.catalog_file),
         providers=provider_for,

@@ -12,18 +12,17 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from asyncgate.domain.execution import EventType, Execution, advance, new_execution, new_tick_id
 from asyncgate.domain.status import Event, Status
-from asyncgate.domain.webhook_url import InvalidWebhookUrl, check_webhook_url
 from asyncgate.errors import (
     AsyncNotSupported,
     ExecutionNotCancellable,
     ExecutionNotFound,
-    InvalidWebhookUrlError,
     ProviderSubmitFailed,
     ValidationFailed,
 )
 from asyncgate.observability import logger, metrics
 from asyncgate.services.deps import Deps
 from asyncgate.services.lifecycle import arm_tick, commit, dispatch
+from asyncgate.services.webhooks import checked_webhook_url
 from asyncgate.store.executions import InvalidCursor, Page, StaleWrite
 from asyncgate.store.keys import Principal
 
@@ -56,10 +55,7 @@ def submit(deps: Deps, principal: Principal, command: SubmitCommand) -> Executio
             details={"model": spec.model},
         )
     if command.webhook_url is not None:
-        try:
-            check_webhook_url(command.webhook_url, allow_loopback_http=deps.settings.allow_loopback_webhooks)
-        except InvalidWebhookUrl as refused:
-            raise InvalidWebhookUrlError(str(refused), details={"url": command.webhook_url}) from None
+        checked_webhook_url(deps, command.webhook_url)
     now = deps.clock()
     execution_id = str(uuid.uuid4())
     logger.append_keys(execution_id=execution_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import heapq
 import json
 import time
@@ -15,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from asyncgate.domain.clock import format_ts
-from asyncgate.domain.execution import Execution
+from asyncgate.domain.execution import Execution, WebhookAttempt, WebhookState
 from asyncgate.domain.status import Status
 from asyncgate.store.items import (
     DUE_SHARDS,
     LIST_SHARDS,
     Item,
+    attempt_attributes,
     due_shard,
     execution_key,
     from_item,
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 
 BY_TENANT_INDEX = "ByTenant"
 BATCH_GET_ATTEMPTS = 5
+# The execution's webhook attempt log is bounded (5 attempts per event, a few events per execution).
+MAX_RECORDED_ATTEMPTS = 50
 BY_DUE_INDEX = "ByDue"
 # Attributes that identify an item and never change after creation.
 _IMMUTABLE = frozenset({"pk", "sk", "executionId", "tenant", "tenantShard", "createdKey", "createdAt"})
@@ -133,6 +137,48 @@ class ExecutionStore:
             if _is_condition_failure(error):
                 raise StaleWrite(before.execution_id) from error
             raise
+
+    def record_webhook_attempt(
+        self, execution_id: str, attempt: WebhookAttempt, *, state: WebhookState | None = None
+    ) -> None:
+        """Append one delivery attempt (bounded: past MAX_RECORDED_ATTEMPTS only the state moves) and
+        set the webhook's state. Not versioned: no lifecycle write touches these attributes."""
+        key = execution_key(execution_id)
+        names = {"#attempts": "webhookAttempts"}
+        values: Item = {
+            ":one": serialize({"one": [attempt_attributes(attempt)]})["one"],
+            ":none": {"L": []},
+            ":max": {"N": str(MAX_RECORDED_ATTEMPTS)},
+        }
+        expression = "SET #attempts = list_append(if_not_exists(#attempts, :none), :one)"
+        if state is not None:
+            names["#state"] = "webhookState"
+            values[":state"] = {"S": state}
+            expression += ", #state = :state"
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression=expression,
+                ConditionExpression=(
+                    "attribute_exists(pk) AND (attribute_not_exists(#attempts) OR size(#attempts) < :max)"
+                ),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
+            if state is not None:  # the log is full (or the item gone): the state still moves
+                with contextlib.suppress(ClientError):
+                    self._client.update_item(
+                        TableName=self._table,
+                        Key=key,
+                        UpdateExpression="SET #state = :state",
+                        ConditionExpression="attribute_exists(pk)",
+                        ExpressionAttributeNames={"#state": "webhookState"},
+                        ExpressionAttributeValues={":state": {"S": state}},
+                    )
 
     def list_for_tenant(
         self, tenant: str, *, status: Status | None, model: str | None, limit: int, cursor: str | None

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from asyncgate.domain.clock import format_ts, parse_ts
-from asyncgate.domain.execution import Cost, Execution, ExecutionError, Result, WebhookConfig
+from asyncgate.domain.execution import Cost, Execution, ExecutionError, Result, WebhookAttempt, WebhookConfig
 from asyncgate.domain.status import Status
 
 if TYPE_CHECKING:
@@ -89,7 +89,11 @@ def to_attributes(execution: Execution) -> dict[str, Any]:
         "consecutiveErrors": execution.consecutive_errors,
         "costCredits": execution.cost.credits if execution.cost else None,
         "metadata": _json(execution.metadata),
-        "webhook": _dump(execution.webhook),
+        # The configuration is written once; state and attempts are the notifier's, appended apart from
+        # the lifecycle's versioned writes so the two never contend.
+        "webhook": _json({"url": execution.webhook.url, "events": execution.webhook.events}),
+        "webhookState": execution.webhook.state,
+        "webhookAttempts": [attempt_attributes(attempt) for attempt in execution.webhook.attempts] or None,
         "cleanupAfter": format_ts(execution.cleanup_after) if execution.cleanup_after else None,
         # TTL deletes terminal items; live ones never expire.
         "expiresAt": int(execution.cleanup_after.timestamp()) if execution.cleanup_after else None,
@@ -117,6 +121,19 @@ def serialize(attributes: dict[str, Any]) -> Item:
 
 def deserialize(item: dict[str, Any]) -> dict[str, Any]:
     return {name: _deserializer.deserialize(value) for name, value in item.items()}
+
+
+def attempt_attributes(attempt: WebhookAttempt) -> dict[str, Any]:
+    return {"at": format_ts(attempt.at), "statusCode": attempt.status_code, "error": attempt.error}
+
+
+def _attempt(raw: dict[str, Any]) -> WebhookAttempt:
+    status = raw.get("statusCode")
+    return WebhookAttempt(
+        at=parse_ts(raw["at"]),
+        status_code=int(status) if status is not None else None,
+        error=raw.get("error"),
+    )
 
 
 def _number(value: Decimal) -> int | float:
@@ -155,7 +172,11 @@ def from_item(item: dict[str, Any]) -> Execution:
         consecutive_errors=int(raw.get("consecutiveErrors", 0)),
         cost=Cost(credits=_number(raw["costCredits"])) if raw.get("costCredits") is not None else None,
         metadata=json.loads(raw.get("metadata") or "{}"),
-        webhook=WebhookConfig.model_validate_json(raw["webhook"]) if raw.get("webhook") else WebhookConfig(),
+        webhook=WebhookConfig(
+            **(json.loads(raw["webhook"]) if raw.get("webhook") else {}),
+            state=raw.get("webhookState", "none"),
+            attempts=[_attempt(attempt) for attempt in raw.get("webhookAttempts", [])],
+        ),
         cleanup_after=ts("cleanupAfter"),
         next_poll_at=ts("nextPollAt"),
         tick_id=raw["tickId"],

@@ -1,0 +1,1 @@
+"""Webhook delivery: Standard Webhooks signing and an SSRF-safe HTTP transport."""

@@ -1,0 +1,245 @@
+"""Tenant webhook endpoints and the tenant's signing secret, in the one table.
+
+| item | pk | sk |
+| --- | --- | --- |
+| tenant (signing secret, endpoint count) | `TENANT#<tenant>` | `TENANT` |
+| webhook endpoint | `TENANT#<tenant>` | `WEBHOOK#<endpointId>` |
+
+The tenant item is only ever updated attribute by attribute (never put whole), so writers of its other
+attributes are not clobbered. Creating and deleting an endpoint is a transaction with the tenant item's
+`webhookCount`, so the per-tenant bound holds under concurrent creates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from asyncgate.domain.clock import format_ts, parse_ts, utcnow
+from asyncgate.domain.execution import EventType
+from asyncgate.domain.webhooks import WebhookEndpoint, new_webhook_secret
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+    Item = dict[str, AttributeValueTypeDef]
+
+TENANT_SK = "TENANT"
+WEBHOOK_SK_PREFIX = "WEBHOOK#"
+MAX_ENDPOINTS_PER_TENANT = 20
+
+
+class EndpointNotFound(Exception):
+    """No such endpoint for this tenant (never created, deleted, or another tenant's)."""
+
+
+class TooManyEndpoints(Exception):
+    """The tenant already has MAX_ENDPOINTS_PER_TENANT endpoints."""
+
+
+def tenant_key(tenant: str) -> Item:
+    return {"pk": {"S": f"TENANT#{tenant}"}, "sk": {"S": TENANT_SK}}
+
+
+def endpoint_key(tenant: str, endpoint_id: str) -> Item:
+    return {"pk": {"S": f"TENANT#{tenant}"}, "sk": {"S": WEBHOOK_SK_PREFIX + endpoint_id}}
+
+
+def _endpoint_item(endpoint: WebhookEndpoint) -> Item:
+    item: Item = {
+        **endpoint_key(endpoint.tenant, endpoint.endpoint_id),
+        "url": {"S": endpoint.url},
+        "events": {"L": [{"S": event} for event in endpoint.events]},
+        "secret": {"S": endpoint.secret},
+        "createdAt": {"S": format_ts(endpoint.created_at)},
+        "disabled": {"BOOL": endpoint.disabled},
+    }
+    if endpoint.description is not None:
+        item["description"] = {"S": endpoint.description}
+    return item
+
+
+def _endpoint_of(tenant: str, item: dict[str, AttributeValueTypeDef]) -> WebhookEndpoint:
+    description = item.get("description")
+    return WebhookEndpoint.model_validate(
+        {
+            "endpoint_id": item["sk"]["S"].removeprefix(WEBHOOK_SK_PREFIX),
+            "tenant": tenant,
+            "url": item["url"]["S"],
+            "events": [event["S"] for event in item["events"]["L"]],
+            "description": description["S"] if description else None,
+            "secret": item["secret"]["S"],
+            "created_at": parse_ts(item["createdAt"]["S"]),
+            "disabled": item.get("disabled", {}).get("BOOL", False),
+        }
+    )
+
+
+def _cancellation_codes(error: ClientError) -> list[str]:
+    reasons = error.response.get("CancellationReasons") or []
+    return [reason.get("Code", "None") for reason in reasons]
+
+
+class WebhookStore:
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    # ------------------------------------------------------------------ the tenant's signing secret
+
+    def get_secret(self, tenant: str) -> str | None:
+        answer = self._client.get_item(
+            TableName=self._table,
+            Key=tenant_key(tenant),
+            ConsistentRead=True,
+            ProjectionExpression="webhookSecret",
+        )
+        secret = answer.get("Item", {}).get("webhookSecret")
+        return secret["S"] if secret else None
+
+    def get_or_create_secret(self, tenant: str) -> str:
+        """The tenant's secret, made on first use. Of two concurrent first uses, both get the winner's."""
+        existing = self.get_secret(tenant)
+        if existing is not None:
+            return existing
+        candidate = new_webhook_secret()
+        try:
+            self._set_secret(tenant, candidate, only_if_missing=True)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            winner = self.get_secret(tenant)
+            if winner is None:
+                raise RuntimeError(
+                    f"the webhook secret of {tenant!r} vanished during its creation"
+                ) from error
+            return winner
+        return candidate
+
+    def put_secret(self, tenant: str, secret: str) -> None:
+        """Set the tenant's secret (seeding, rotation), whatever it was."""
+        self._set_secret(tenant, secret, only_if_missing=False)
+
+    def _set_secret(self, tenant: str, secret: str, *, only_if_missing: bool) -> None:
+        update = "SET webhookSecret = :secret, createdAt = if_not_exists(createdAt, :now)"
+        values: Item = {":secret": {"S": secret}, ":now": {"S": format_ts(utcnow())}}
+        if only_if_missing:
+            self._client.update_item(
+                TableName=self._table,
+                Key=tenant_key(tenant),
+                UpdateExpression=update,
+                ConditionExpression="attribute_not_exists(webhookSecret)",
+                ExpressionAttributeValues=values,
+            )
+        else:
+            self._client.update_item(
+                TableName=self._table,
+                Key=tenant_key(tenant),
+                UpdateExpression=update,
+                ExpressionAttributeValues=values,
+            )
+
+    # ------------------------------------------------------------------ endpoints
+
+    def list_for_tenant(self, tenant: str) -> list[WebhookEndpoint]:
+        """Every endpoint of the tenant, oldest id first (all pages; at most MAX_ENDPOINTS_PER_TENANT)."""
+        endpoints: list[WebhookEndpoint] = []
+        paginator = self._client.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": f"TENANT#{tenant}"}, ":prefix": {"S": WEBHOOK_SK_PREFIX}},
+            ConsistentRead=True,
+        )
+        for page in pages:
+            endpoints.extend(_endpoint_of(tenant, item) for item in page.get("Items", []))
+        return endpoints
+
+    def get(self, tenant: str, endpoint_id: str) -> WebhookEndpoint | None:
+        answer = self._client.get_item(
+            TableName=self._table, Key=endpoint_key(tenant, endpoint_id), ConsistentRead=True
+        )
+        item = answer.get("Item")
+        return _endpoint_of(tenant, item) if item else None
+
+    def disable(self, tenant: str, endpoint_id: str) -> None:
+        """Stop delivering to an endpoint (it answered 410 Gone); a deleted one stays deleted."""
+        with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
+            self._client.update_item(
+                TableName=self._table,
+                Key=endpoint_key(tenant, endpoint_id),
+                UpdateExpression="SET disabled = :yes",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":yes": {"BOOL": True}},
+            )
+
+    def subscribed(self, tenant: str, event_type: EventType) -> list[WebhookEndpoint]:
+        """The tenant's enabled endpoints that take `event_type` (what a delivery fans out to)."""
+        return [endpoint for endpoint in self.list_for_tenant(tenant) if endpoint.receives(event_type)]
+
+    def create(self, endpoint: WebhookEndpoint) -> None:
+        """Store a new endpoint; TooManyEndpoints when the tenant is at its bound."""
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": tenant_key(endpoint.tenant),
+                            "UpdateExpression": "SET #count = if_not_exists(#count, :zero) + :one",
+                            "ConditionExpression": "attribute_not_exists(#count) OR #count < :max",
+                            "ExpressionAttributeNames": {"#count": "webhookCount"},
+                            "ExpressionAttributeValues": {
+                                ":zero": {"N": "0"},
+                                ":one": {"N": "1"},
+                                ":max": {"N": str(MAX_ENDPOINTS_PER_TENANT)},
+                            },
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": _endpoint_item(endpoint),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            codes = _cancellation_codes(error)
+            if codes[:1] == ["ConditionalCheckFailed"]:
+                raise TooManyEndpoints(
+                    f"a tenant has at most {MAX_ENDPOINTS_PER_TENANT} webhook endpoints"
+                ) from error
+            raise
+
+    def delete(self, tenant: str, endpoint_id: str) -> None:
+        """Remove the tenant's endpoint; EndpointNotFound when it has none by that id."""
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Delete": {
+                            "TableName": self._table,
+                            "Key": endpoint_key(tenant, endpoint_id),
+                            "ConditionExpression": "attribute_exists(pk)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": tenant_key(tenant),
+                            "UpdateExpression": "SET webhookCount = webhookCount - :one",
+                            "ConditionExpression": "webhookCount > :zero",
+                            "ExpressionAttributeValues": {":zero": {"N": "0"}, ":one": {"N": "1"}},
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if _cancellation_codes(error)[:1] == ["ConditionalCheckFailed"]:
+                raise EndpointNotFound(f"webhook endpoint {endpoint_id!r} not found") from error
+            raise

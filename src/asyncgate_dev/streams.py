@@ -371,6 +371,11 @@ class StreamRunner:
             return 0
         shard.iterator = answer.get("NextShardIterator")
         shard.ended = shard.iterator is None
+        if not answer.get("Records") and not shard.ended:
+            # moto restores a table from a copy when a transaction is cancelled, and iterators taken
+            # before that keep reading the orphaned copy of the stream forever; an idle shard therefore
+            # asks for a fresh iterator after the last record it read (harmless against DynamoDB).
+            shard.iterator = self._iterator_after(shard)
         for raw in answer.get("Records", []):
             shard.last_sequence = raw["dynamodb"]["SequenceNumber"]
             if _unchanged(raw):

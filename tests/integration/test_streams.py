@@ -443,3 +443,26 @@ def test_the_local_stack_starts_a_runner_per_enabled_mapping(stack: Stack) -> No
             thread.join(timeout=2)
     assert not any(thread.is_alive() for thread in threads)
     assert isinstance(functions["NotifyFunction"].spec, FunctionSpec)
+
+
+def test_records_keep_coming_after_a_cancelled_transaction(stack: Stack, run: Callable[..., Running]) -> None:
+    """moto answers a cancelled transaction by restoring the table from a copy, which orphaned the
+    shard the runner was reading: nothing written afterwards arrived (seen with webhook endpoints)."""
+    recorder = Recorder()
+    run(recorder)
+    put(stack, "before", sk="KEY", kind="notify-x")
+    wait_for(lambda: len(recorder.delivered) == 1)
+    with pytest.raises(boto3.client("dynamodb").exceptions.TransactionCanceledException):
+        boto3.client("dynamodb").transact_write_items(
+            TransactItems=[
+                {
+                    "Delete": {
+                        "TableName": stack.ref("ItemsTable"),
+                        "Key": {"pk": {"S": "missing"}, "sk": {"S": "KEY"}},
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                }
+            ]
+        )
+    put(stack, "after", sk="KEY", kind="notify-x")
+    wait_for(lambda: len(recorder.delivered) == 2)

@@ -347,13 +347,15 @@ class StreamRunner:
             for shard in description.get("Shards", []):
                 if shard["ShardId"] in self._shards:
                     continue
-                # Shards that appear later are read from their start: their records are all new.
-                position = self.source.starting_position if initial else "TRIM_HORIZON"
-                iterator = self.streams.get_shard_iterator(
-                    StreamArn=self.stream_arn, ShardId=shard["ShardId"], ShardIteratorType=position
-                )["ShardIterator"]
                 shard_id = shard["ShardId"]
-                self._shards[shard_id] = _Shard(shard_id, shard.get("ParentShardId"), iterator)
+                tracked = _Shard(shard_id, shard.get("ParentShardId"), None)
+                # Shards that appear later are read from their start: their records are all new. LATEST is
+                # taken as "after the last record there is now", a sequence number rather than an opaque
+                # iterator, so that the position survives a fresh iterator (see _read).
+                if initial and self.source.starting_position == "LATEST":
+                    tracked.last_sequence = self._last_sequence(shard_id)
+                tracked.iterator = self._iterator_after(tracked)
+                self._shards[shard_id] = tracked
             last = description.get("LastEvaluatedShardId")
             if not last:
                 return
@@ -386,9 +388,25 @@ class StreamRunner:
                 shard.buffer.append(record)
         return len(answer.get("Records", []))
 
+    def _last_sequence(self, shard_id: str) -> str | None:
+        """The sequence number of the shard's newest record now (None for an empty shard)."""
+        iterator: str | None = self.streams.get_shard_iterator(
+            StreamArn=self.stream_arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        last = None
+        while iterator:
+            answer = self.streams.get_records(ShardIterator=iterator, Limit=READ_LIMIT)
+            records = answer.get("Records", [])
+            if not records:
+                return last
+            last = records[-1]["dynamodb"]["SequenceNumber"]
+            iterator = answer.get("NextShardIterator")
+        return last
+
     def _iterator_after(self, shard: _Shard) -> str:
         if shard.last_sequence is None:
-            kind: dict[str, Any] = {"ShardIteratorType": self.source.starting_position}
+            # Nothing read or skipped yet: everything in the shard is still to be delivered.
+            kind: dict[str, Any] = {"ShardIteratorType": "TRIM_HORIZON"}
         else:
             kind = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": shard.last_sequence}
         return str(

@@ -1,5 +1,6 @@
-"""GET/POST /v1/webhooks, DELETE /v1/webhooks/{endpointId} and GET /v1/webhooks/secret: the tenant's webhook
-endpoints and the secret that signs deliveries to per-execution webhook URLs."""
+"""GET/POST /v1/webhooks, DELETE /v1/webhooks/{endpointId}, POST /v1/webhooks/{endpointId}/rotate-secret and
+GET /v1/webhooks/secret: the tenant's webhook endpoints and the secret that signs deliveries to
+per-execution webhook URLs."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from aws_lambda_powertools.event_handler import Response
 
 from asyncgate.api.http import authenticate, build_resolver, http_handler, json_response, parse_body
 from asyncgate.api.models import (
-    WebhookEndpointCreated,
     WebhookEndpointList,
     WebhookEndpointRequest,
     WebhookEndpointView,
+    WebhookEndpointWithSecret,
     WebhookSecretView,
 )
 from asyncgate.services.deps import default_deps
@@ -19,6 +20,7 @@ from asyncgate.services.webhooks import (
     create_endpoint,
     delete_endpoint,
     list_endpoints,
+    rotate_endpoint_secret,
     signing_secret,
 )
 from asyncgate.store.keys import Scope
@@ -44,7 +46,7 @@ def create_webhook() -> Response[str]:
         principal,
         CreateEndpoint(url=request.url, events=request.events, description=request.description),
     )
-    return json_response(201, WebhookEndpointCreated.of(endpoint))
+    return json_response(201, WebhookEndpointWithSecret.of(endpoint))
 
 
 @app.get("/v1/webhooks/secret")
@@ -60,6 +62,14 @@ def delete_webhook(endpointId: str) -> Response[str]:
     principal = authenticate(app, deps, Scope.WEBHOOK_MANAGE)
     delete_endpoint(deps, principal, endpointId)
     return Response(status_code=204, body="")
+
+
+@app.post("/v1/webhooks/<endpointId>/rotate-secret")
+def rotate_secret(endpointId: str) -> Response[str]:
+    deps = default_deps()
+    principal = authenticate(app, deps, Scope.WEBHOOK_MANAGE)
+    endpoint = rotate_endpoint_secret(deps, principal, endpointId)
+    return json_response(200, WebhookEndpointWithSecret.of(endpoint))
 
 
 lambda_handler = http_handler(app)

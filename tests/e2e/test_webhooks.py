@@ -145,3 +145,27 @@ def test_running_and_progress_events_only_when_asked(dev_stack: DevStack, receiv
     assert len({delivery.headers["webhook-id"] for delivery in deliveries}) == len(deliveries), (
         "one id per event"
     )
+
+
+def test_a_failed_webhook_is_redelivered_on_request(dev_stack: DevStack) -> None:
+    with WebhookReceiver(always(500)) as receiver:
+        execution_id = _submit(dev_stack, receiver.url, outcome="fail")
+        receiver.wait_for(5, timeout=SCHEDULE_SECONDS)
+        assert len(_settle(receiver, 3)) == 5
+        assert _execution(dev_stack, execution_id)["webhook"]["state"] == "failed"
+
+        receiver.responder = always(200)
+        answer = requests.post(
+            f"{dev_stack.url}/v1/executions/{execution_id}/webhook-redeliver", headers=ACME, timeout=30
+        )
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["webhook"]["state"] == "delivered"
+        deliveries = receiver.wait_for(6, timeout=30)
+        assert len(_settle(receiver, 2)) == 6, "delivered: no retry chain after it"
+    redelivered = deliveries[-1]
+    assert redelivered.headers["webhook-id"] == deliveries[0].headers["webhook-id"], "the same event"
+    event = _verified(redelivered, _secret(dev_stack))
+    assert (event["type"], event["data"]["executionId"]) == ("execution.failed", execution_id)
+    webhook = _execution(dev_stack, execution_id)["webhook"]
+    assert webhook["state"] == "delivered"
+    assert [attempt["statusCode"] for attempt in webhook["attempts"]] == [500] * 5 + [200]

@@ -27,6 +27,8 @@ ROUTES = {
     "webhooks_create": ("webhooks", "POST", "/v1/webhooks"),
     "webhooks_delete": ("webhooks", "DELETE", "/v1/webhooks/{endpointId}"),
     "webhooks_secret": ("webhooks", "GET", "/v1/webhooks/secret"),
+    "webhooks_rotate": ("webhooks", "POST", "/v1/webhooks/{endpointId}/rotate-secret"),
+    "webhook_redeliver": ("webhook_redeliver", "POST", "/v1/executions/{executionId}/webhook-redeliver"),
 }
 
 

@@ -272,6 +272,7 @@ def test_every_events_file_drives_its_handler(gateway: Gateway) -> None:
         "status": 404,
         "cancel": 404,
         "not_found": 404,
+        "webhook_redeliver": 404,
     }
     for name, status in expected_status.items():
         answer = read_response(load_handler(name).lambda_handler(load_event(name), context))
@@ -284,6 +285,7 @@ def test_every_events_file_drives_its_handler(gateway: Gateway) -> None:
         "webhooks_list": 200,
         "webhooks_secret": 200,
         "webhooks_delete": 404,
+        "webhooks_rotate": 404,
     }.items():
         answer = read_response(webhooks(load_event(name), context))
         assert answer.status == status, (name, answer.body)

@@ -172,7 +172,9 @@ def test_http_routes(aws_stack: Stack) -> None:
         "GET /v1/webhooks": "WebhooksFunction",
         "POST /v1/webhooks": "WebhooksFunction",
         "DELETE /v1/webhooks/{endpointId}": "WebhooksFunction",
+        "POST /v1/webhooks/{endpointId}/rotate-secret": "WebhooksFunction",
         "GET /v1/webhooks/secret": "WebhooksFunction",
+        "POST /v1/executions/{executionId}/webhook-redeliver": "WebhookRedeliverFunction",
         "$default": "NotFoundFunction",
     }
     assert {route.api for route in routes} == {"AsyncgateHttpApi"}
@@ -234,4 +236,5 @@ def test_functions_get_least_privilege_table_access(template: dict[str, Any]) ->
     for writer in ("SubmitFunction", "CancelFunction", "PollTickFunction", "SweeperFunction"):
         assert policy_names(writer) == {"DynamoDBCrudPolicy", "SQSSendMessagePolicy"}, writer
     assert policy_names("WebhooksFunction") == {"DynamoDBCrudPolicy"}
+    assert policy_names("WebhookRedeliverFunction") == {"DynamoDBCrudPolicy", "StepFunctionsExecutionPolicy"}
     assert policy_names("NotFoundFunction") == set()

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import standardwebhooks
 
-from asyncgate.domain.webhooks import WebhookEndpoint, new_endpoint_id, new_webhook_secret
+from asyncgate.delivery.tasks import Delivery, DeliveryTask
+from asyncgate.domain.webhooks import ROTATION_OVERLAP, WebhookEndpoint, new_endpoint_id, new_webhook_secret
 from asyncgate.services.deps import default_deps
+from asyncgate.services.notify import attempt
 from asyncgate.settings import get_settings
 from asyncgate.store.webhooks import MAX_ENDPOINTS_PER_TENANT
+from asyncgate_dev.receiver import Received, WebhookReceiver
 from tests.integration.driver import KEY_A, KEY_A_READ_ONLY, KEY_B, Gateway
 
 TERMINAL = ["execution.succeeded", "execution.failed", "execution.cancelled"]
@@ -151,6 +155,7 @@ def test_a_lost_race_to_create_the_secret_answers_the_winners(
         ("webhooks_create", None, {"url": "https://hooks.example.com/in"}),
         ("webhooks_delete", "wh_0123456789abcdef01234567", None),
         ("webhooks_secret", None, None),
+        ("webhooks_rotate", "wh_0123456789abcdef01234567", None),
     ],
 )
 def test_every_route_needs_the_webhook_manage_scope(
@@ -312,3 +317,113 @@ def test_list_reads_every_page(gateway: Gateway, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(client, "get_paginator", lambda _: SmallPages())
     assert {item["id"] for item in _list(gateway)} == ids
     assert len(pages) >= 3, "five endpoints in pages of two"
+
+
+@pytest.fixture
+def loopback_receiver(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookReceiver]:
+    monkeypatch.setenv("ALLOW_LOOPBACK_WEBHOOKS", "true")
+    get_settings.cache_clear()
+    default_deps.cache_clear()
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+def _deliver_to(endpoint_id: str, url: str, receiver: WebhookReceiver) -> Received:
+    """One attempt of an event to the tenant endpoint, as the notify and deliver functions make it."""
+    body = json.dumps({"type": "execution.failed"})
+    delivery = Delivery(
+        webhook_id="msg_rotation",
+        tenant="tenant-a",
+        execution_id="0f6d3c0e-8c43-4a59-9d1e-3b8b1f2f6a10",
+        event_type="execution.failed",
+        destination=endpoint_id,
+        url=url,
+        body=body,
+    )
+    seen = len(receiver.received)
+    assert attempt(default_deps(), DeliveryTask(delivery=delivery, attempt=1)).delivered
+    return receiver.wait_for(seen + 1)[-1]
+
+
+def _verifies(secret: str, received: Received) -> bool:
+    try:
+        standardwebhooks.Webhook(secret).verify(received.body, received.headers)
+    except standardwebhooks.WebhookVerificationError:
+        return False
+    return True
+
+
+def test_rotation_signs_with_both_secrets_for_24_hours(
+    gateway: Gateway, loopback_receiver: WebhookReceiver
+) -> None:
+    created = _create(gateway, loopback_receiver.url)
+    rotated = gateway.call("webhooks_rotate", endpoint_id=created["id"])
+    assert rotated.status == 200, rotated.body
+    answer = rotated.json()
+    assert set(answer) == {"id", "url", "events", "createdAt", "secret"}
+    assert {key: answer[key] for key in ("id", "url", "events", "createdAt")} == {
+        key: created[key] for key in ("id", "url", "events", "createdAt")
+    }
+    new, old = answer["secret"], created["secret"]
+    assert new != old
+    _accepts(new)
+    assert all("secret" not in item for item in _list(gateway)), "shown only in the rotation's answer"
+
+    received = _deliver_to(created["id"], loopback_receiver.url, loopback_receiver)
+    assert len(received.headers["webhook-signature"].split(" ")) == 2
+    assert _verifies(old, received), "a receiver still on the old secret accepts"
+    assert _verifies(new, received), "a receiver already on the new secret accepts"
+    assert not _verifies(new_webhook_secret(), received)
+
+    stored = default_deps().webhooks.get("tenant-a", created["id"])
+    assert stored is not None
+    assert (stored.secret, stored.previous_secret) == (new, old)
+    assert stored.previous_secret_expires_at is not None
+    expected_expiry = datetime.now(UTC) + ROTATION_OVERLAP
+    assert abs(stored.previous_secret_expires_at - expected_expiry) < timedelta(minutes=1)
+
+
+def test_after_24_hours_only_the_new_secret_signs(
+    gateway: Gateway, loopback_receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = _create(gateway, loopback_receiver.url)
+    deps = default_deps()
+    # Rotated a little over a day ago: the overlap is over for a delivery now.
+    monkeypatch.setattr(deps, "clock", lambda: datetime.now(UTC) - ROTATION_OVERLAP - timedelta(minutes=1))
+    new = gateway.call("webhooks_rotate", endpoint_id=created["id"]).json()["secret"]
+    monkeypatch.setattr(deps, "clock", lambda: datetime.now(UTC))
+    received = _deliver_to(created["id"], loopback_receiver.url, loopback_receiver)
+    assert len(received.headers["webhook-signature"].split(" ")) == 1
+    assert _verifies(new, received)
+    assert not _verifies(created["secret"], received), "the old secret no longer signs"
+
+
+def test_a_second_rotation_keeps_only_the_secret_it_replaces(
+    gateway: Gateway, loopback_receiver: WebhookReceiver
+) -> None:
+    created = _create(gateway, loopback_receiver.url)
+    first = gateway.call("webhooks_rotate", endpoint_id=created["id"]).json()["secret"]
+    second = gateway.call("webhooks_rotate", endpoint_id=created["id"]).json()["secret"]
+    received = _deliver_to(created["id"], loopback_receiver.url, loopback_receiver)
+    assert [_verifies(secret, received) for secret in (created["secret"], first, second)] == [
+        False,
+        True,
+        True,
+    ]
+
+
+@pytest.mark.parametrize("endpoint_id", ["wh_0123456789abcdef01234567", "secret", "not-an-id"])
+def test_rotating_an_unknown_endpoint_is_404(gateway: Gateway, endpoint_id: str) -> None:
+    answer = gateway.call("webhooks_rotate", endpoint_id=endpoint_id)
+    assert answer.status == 404
+    assert _error(answer)["code"] == "NOT_FOUND"
+
+
+def test_rotating_another_tenants_endpoint_is_404_and_changes_nothing(gateway: Gateway) -> None:
+    created = _create(gateway)
+    foreign = gateway.call("webhooks_rotate", endpoint_id=created["id"], key=KEY_B)
+    assert foreign.status == 404
+    assert _error(foreign)["code"] == "NOT_FOUND"
+    stored = default_deps().webhooks.get("tenant-a", created["id"])
+    assert stored is not None
+    assert (stored.secret, stored.previous_secret) == (created["secret"], None)

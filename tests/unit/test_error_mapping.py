@@ -33,6 +33,8 @@ CASES = [
     (errors.ProviderSubmitFailed("refused", details={"providerStatus": 503}), 500, "PROVIDER_SUBMIT_FAILED"),
     (RuntimeError("internal detail"), 500, "INTERNAL_ERROR"),
     (errors.WebhookEndpointNotFound("gone"), 404, "NOT_FOUND"),
+    (errors.WebhookNotConfigured("no url"), 400, "WEBHOOK_NOT_CONFIGURED"),
+    (errors.WebhookNotFailed("delivered", details={"state": "delivered"}), 409, "WEBHOOK_NOT_FAILED"),
 ]
 
 

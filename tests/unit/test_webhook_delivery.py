@@ -25,6 +25,7 @@ from asyncgate.domain.webhook_events import (
     webhook_id,
 )
 from asyncgate.domain.webhook_url import InvalidWebhookUrl
+from asyncgate.domain.webhooks import new_webhook_secret
 from asyncgate.settings import DEFAULT_CATALOG
 from asyncgate_dev.handlers import REPO_ROOT
 from asyncgate_dev.receiver import WebhookReceiver, always
@@ -71,17 +72,29 @@ def test_webhook_ids_are_stable_per_event_and_destination() -> None:
 
 def test_signatures_verify_with_the_reference_package() -> None:
     body = json.dumps({"type": "execution.succeeded"})
-    headers = signed_headers(SECRET, "msg_1", NOW, body)
-    assert headers["webhook-timestamp"] == str(int(NOW.timestamp()))
-    Webhook(SECRET).verify(
-        body, {**headers, "webhook-timestamp": headers["webhook-timestamp"]}
-    ) if False else None
+    assert signed_headers([SECRET], "msg_1", NOW, body)["webhook-timestamp"] == str(int(NOW.timestamp()))
     verified = Webhook(SECRET)
     # The package checks the timestamp against its own clock: sign now for the verify.
-    now_headers = signed_headers(SECRET, "msg_1", datetime.now(UTC), body)
+    now_headers = signed_headers([SECRET], "msg_1", datetime.now(UTC), body)
     assert verified.verify(body, now_headers) == {"type": "execution.succeeded"}
     with pytest.raises(Exception, match="No matching signature"):
         verified.verify(body + " ", now_headers)
+
+
+def test_several_secrets_give_one_signature_each_and_each_verifies() -> None:
+    body = json.dumps({"type": "execution.succeeded"})
+    new, old, stranger = new_webhook_secret(), new_webhook_secret(), new_webhook_secret()
+    headers = signed_headers([new, old], "msg_1", datetime.now(UTC), body)
+    first, second = headers["webhook-signature"].split(" ")
+    signed_at = datetime.fromtimestamp(int(headers["webhook-timestamp"]), UTC)
+    assert first == Webhook(new).sign("msg_1", signed_at, body), "the first secret's signature first"
+    assert second == Webhook(old).sign("msg_1", signed_at, body)
+    assert first != second
+    assert Webhook(new).verify(body, headers) == Webhook(old).verify(body, headers) == json.loads(body)
+    with pytest.raises(Exception, match="No matching signature"):
+        Webhook(stranger).verify(body, headers)
+    with pytest.raises(ValueError, match="at least one"):
+        signed_headers([], "msg_1", NOW, body)
 
 
 def test_delivery_posts_signed_json_and_never_follows_redirects() -> None:

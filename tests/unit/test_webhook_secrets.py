@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import standardwebhooks
 
 from asyncgate.domain.webhooks import (
+    ROTATION_OVERLAP,
+    WebhookEndpoint,
     check_webhook_secret,
     is_endpoint_id,
     new_endpoint_id,
@@ -82,3 +85,25 @@ def test_a_tenants_file_with_clashing_secrets_is_refused(tmp_path: Path) -> None
     tenants.write_text(json.dumps(entries))
     with pytest.raises(StackError, match="different webhookSecrets"):
         load_tenants(tenants)
+
+
+def test_the_previous_secret_signs_until_its_expiry_only() -> None:
+    rotated_at = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    endpoint = WebhookEndpoint(
+        endpoint_id=new_endpoint_id(),
+        tenant="t",
+        url="https://hooks.example.com/in",
+        events=("execution.failed",),
+        description=None,
+        secret="whsec_new",
+        created_at=rotated_at,
+        previous_secret="whsec_old",
+        previous_secret_expires_at=rotated_at + ROTATION_OVERLAP,
+    )
+    assert timedelta(hours=24) == ROTATION_OVERLAP
+    assert endpoint.signing_secrets(rotated_at) == ["whsec_new", "whsec_old"], "the new one first"
+    last_moment = rotated_at + ROTATION_OVERLAP - timedelta(milliseconds=1)
+    assert endpoint.signing_secrets(last_moment) == ["whsec_new", "whsec_old"]
+    assert endpoint.signing_secrets(rotated_at + ROTATION_OVERLAP) == ["whsec_new"]
+    never_rotated = endpoint.model_copy(update={"previous_secret": None, "previous_secret_expires_at": None})
+    assert never_rotated.signing_secrets(rotated_at) == ["whsec_new"]

@@ -35,6 +35,13 @@ class InvalidWebhookUrlError(AsyncgateError):
     code = "INVALID_WEBHOOK_URL"
 
 
+class WebhookNotConfigured(AsyncgateError):
+    """An extension of the contract: a webhook redelivery for an execution without a webhook.url."""
+
+    status = 400
+    code = "WEBHOOK_NOT_CONFIGURED"
+
+
 class UnknownModel(AsyncgateError):
     status = 400
     code = "UNKNOWN_MODEL"
@@ -68,6 +75,13 @@ class WebhookEndpointNotFound(AsyncgateError):
 class ExecutionNotCancellable(AsyncgateError):
     status = 409
     code = "EXECUTION_NOT_CANCELLABLE"
+
+
+class WebhookNotFailed(AsyncgateError):
+    """An extension of the contract: a webhook redelivery while the webhook has not failed."""
+
+    status = 409
+    code = "WEBHOOK_NOT_FAILED"
 
 
 class PayloadTooLarge(AsyncgateError):

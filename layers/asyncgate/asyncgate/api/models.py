@@ -271,13 +271,13 @@ class WebhookEndpointView(WireModel):
         )
 
 
-class WebhookEndpointCreated(WebhookEndpointView):
-    """The answer to a create: the endpoint and its secret, shown only this once."""
+class WebhookEndpointWithSecret(WebhookEndpointView):
+    """The answer to a create or a rotation: the endpoint and its (new) secret, shown only then."""
 
     secret: str
 
     @classmethod
-    def of(cls, endpoint: WebhookEndpoint) -> WebhookEndpointCreated:
+    def of(cls, endpoint: WebhookEndpoint) -> WebhookEndpointWithSecret:
         view = WebhookEndpointView.of(endpoint)
         return cls(**view.model_dump(), secret=endpoint.secret)
 

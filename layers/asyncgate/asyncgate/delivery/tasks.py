@@ -32,6 +32,13 @@ class Delivery(Wire):
     url: str
     # The exact body of every attempt: the execution as it was when the event happened.
     body: str
+    # 0 for the event's own delivery, n for its n-th redelivery on request: the webhook-id stays the
+    # event's (receivers de-duplicate on it) while each redelivery gets a retry chain of its own.
+    redelivery: int = 0
+
+    @property
+    def chain_name(self) -> str:
+        return self.webhook_id if self.redelivery == 0 else f"{self.webhook_id}-r{self.redelivery}"
 
 
 class DeliveryTask(Wire):
@@ -54,7 +61,7 @@ class DeliveryRetries:
         with contextlib.suppress(self._client.exceptions.ExecutionAlreadyExists):
             self._client.start_execution(
                 stateMachineArn=self._arn,
-                # The webhook id as the name: a redelivered stream record cannot start a second retry chain.
-                name=task.delivery.webhook_id,
+                # Named by the delivery: a redelivered stream record cannot start a second retry chain.
+                name=task.delivery.chain_name,
                 input=task.model_dump_json(by_alias=True),
             )

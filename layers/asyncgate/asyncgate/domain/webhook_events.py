@@ -40,6 +40,12 @@ def events_for(old: Execution | None, new: Execution) -> list[EventType]:
     return []
 
 
+def terminal_event(execution: Execution) -> EventType | None:
+    """The event the execution's terminal status emitted, None while it is live."""
+    event = _EVENT_FOR_STATUS.get(execution.status)
+    return event if event in TERMINAL_EVENT_TYPES else None
+
+
 def webhook_id(execution: Execution, event_type: EventType, destination: str) -> str:
     """Stable for one event at one destination: every retry, and every redelivery of the stream record
     that emitted it, carries the same id (the version names the write that emitted the event)."""

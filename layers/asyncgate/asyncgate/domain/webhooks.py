@@ -6,7 +6,7 @@ import base64
 import binascii
 import re
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
@@ -17,6 +17,8 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 - a format prefix, not a secret
 SECRET_BYTES = 24
 SECRET_MIN_BYTES, SECRET_MAX_BYTES = 24, 64
 ENDPOINT_ID_PREFIX = "wh_"
+# After a rotation the old secret still signs (beside the new one) this long, so receivers can switch over.
+ROTATION_OVERLAP = timedelta(hours=24)
 _ENDPOINT_ID = re.compile(r"wh_[0-9a-f]{24}")
 
 
@@ -33,9 +35,20 @@ class WebhookEndpoint(BaseModel):
     secret: str
     created_at: datetime
     disabled: bool = False
+    # The secret replaced by the last rotation, and until when it still signs deliveries.
+    previous_secret: str | None = None
+    previous_secret_expires_at: datetime | None = None
 
     def receives(self, event_type: EventType) -> bool:
         return not self.disabled and event_type in self.events
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The secrets a delivery at `now` is signed with: the current one, and the previous one during
+        the overlap after a rotation (Standard Webhooks allows several signatures in one header)."""
+        expires = self.previous_secret_expires_at
+        if self.previous_secret is None or expires is None or now >= expires:
+            return [self.secret]
+        return [self.secret, self.previous_secret]
 
 
 def new_webhook_secret() -> str:

@@ -4,6 +4,7 @@ state machine, every attempt signed afresh and recorded."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -12,10 +13,19 @@ from asyncgate.delivery.signing import signed_headers
 from asyncgate.delivery.tasks import EXECUTION_DESTINATION, Delivery, DeliveryTask
 from asyncgate.delivery.transport import AttemptOutcome, post_webhook
 from asyncgate.domain.execution import EventType, Execution, WebhookAttempt, WebhookState
-from asyncgate.domain.webhook_events import MAX_ATTEMPTS, TERMINAL_EVENT_TYPES, events_for, webhook_id
+from asyncgate.domain.webhook_events import (
+    MAX_ATTEMPTS,
+    TERMINAL_EVENT_TYPES,
+    events_for,
+    terminal_event,
+    webhook_id,
+)
 from asyncgate.domain.webhook_url import InvalidWebhookUrl
+from asyncgate.errors import WebhookNotConfigured, WebhookNotFailed
 from asyncgate.observability import logger, metrics
 from asyncgate.services.deps import Deps
+from asyncgate.services.executions import get_owned
+from asyncgate.store.keys import Principal
 
 # A tenant endpoint answering 410 Gone asks never to be called again (Standard Webhooks).
 GONE = 410
@@ -24,7 +34,8 @@ GONE = 410
 @dataclass(frozen=True)
 class Target:
     url: str
-    secret: str
+    # More than one during a rotation's overlap: each signs, so receivers on either secret verify.
+    secrets: list[str]
 
 
 def event_body(event_type: EventType, execution: Execution) -> str:
@@ -49,11 +60,54 @@ def notify(deps: Deps, old: Execution | None, new: Execution) -> int:
                 url=url,
                 body=body,
             )
-            outcome = attempt(deps, DeliveryTask(delivery=delivery, attempt=1))
-            if not outcome.done:
-                deps.delivery_retries.start(outcome)
+            start_delivery(deps, delivery)
             started += 1
     return started
+
+
+def start_delivery(deps: Deps, delivery: Delivery) -> DeliveryTask:
+    """The first attempt at once; if it neither succeeds nor is given up, the retry state machine."""
+    outcome = attempt(deps, DeliveryTask(delivery=delivery, attempt=1))
+    if not outcome.done:
+        deps.delivery_retries.start(outcome)
+    return outcome
+
+
+def redeliver(deps: Deps, principal: Principal, execution_id: str) -> Execution:
+    """Deliver a failed execution webhook's terminal event again, with a fresh schedule of attempts;
+    the execution as it is after the first of them."""
+    execution = get_owned(deps, principal, execution_id)
+    if execution.webhook.url is None:
+        raise WebhookNotConfigured("the execution has no webhook.url", details={"state": "none"})
+    event_type = terminal_event(execution)
+    # Only a terminal event's delivery ever fails the webhook (a live execution's is never `failed`).
+    redelivery = None
+    if event_type is not None and event_type in execution.webhook.events:
+        redelivery = deps.executions.claim_redelivery(execution.execution_id)
+    if event_type is None or redelivery is None:
+        current = deps.executions.get(execution.execution_id) or execution
+        raise WebhookNotFailed(
+            "only a failed webhook is redelivered", details={"state": current.webhook.state}
+        )
+    # Terminal executions never change again, so this is the write that emitted the event: the same
+    # webhook-id and the same body timestamp as the first delivery.
+    delivery = Delivery(
+        webhook_id=webhook_id(execution, event_type, EXECUTION_DESTINATION),
+        tenant=execution.tenant,
+        execution_id=execution.execution_id,
+        event_type=event_type,
+        destination=EXECUTION_DESTINATION,
+        url=execution.webhook.url,
+        body=event_body(event_type, _pending(execution)),
+        redelivery=redelivery,
+    )
+    start_delivery(deps, delivery)
+    return deps.executions.get(execution.execution_id) or execution
+
+
+def _pending(execution: Execution) -> Execution:
+    """The execution as the redelivery left it: its webhook pending again."""
+    return execution.model_copy(update={"webhook": execution.webhook.model_copy(update={"state": "pending"})})
 
 
 def _destinations(deps: Deps, execution: Execution, event_type: EventType) -> list[tuple[str, str]]:
@@ -67,27 +121,27 @@ def _destinations(deps: Deps, execution: Execution, event_type: EventType) -> li
     return destinations
 
 
-def _target(deps: Deps, delivery: Delivery) -> Target | None:
-    """The URL and the secret to sign with, looked up at each attempt (a deleted or disabled endpoint
-    gets nothing more; a rotated secret is used at once)."""
+def _target(deps: Deps, delivery: Delivery, now: datetime) -> Target | None:
+    """The URL and the secrets to sign with, looked up at each attempt (a deleted or disabled endpoint
+    gets nothing more; a rotated secret is used at once, the old one beside it until it expires)."""
     if delivery.destination == EXECUTION_DESTINATION:
-        return Target(delivery.url, deps.webhooks.get_or_create_secret(delivery.tenant))
+        return Target(delivery.url, [deps.webhooks.get_or_create_secret(delivery.tenant)])
     endpoint = deps.webhooks.get(delivery.tenant, delivery.destination)
     if endpoint is None or endpoint.disabled:
         return None
-    return Target(endpoint.url, endpoint.secret)
+    return Target(endpoint.url, endpoint.signing_secrets(now))
 
 
 def attempt(deps: Deps, task: DeliveryTask) -> DeliveryTask:
     """One signed attempt; `done` when delivered, refused for good, or out of attempts."""
     delivery = task.delivery
     logger.append_keys(execution_id=delivery.execution_id, webhook_id=delivery.webhook_id)
-    target = _target(deps, delivery)
+    now = deps.clock()
+    target = _target(deps, delivery, now)
     if target is None:
         logger.info("endpoint gone; delivery abandoned")
         return task.model_copy(update={"done": True})
-    now = deps.clock()
-    headers = signed_headers(target.secret, delivery.webhook_id, now, delivery.body)
+    headers = signed_headers(target.secrets, delivery.webhook_id, now, delivery.body)
     try:
         outcome = post_webhook(
             target.url,

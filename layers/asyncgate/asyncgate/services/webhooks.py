@@ -1,12 +1,20 @@
-"""The tenant's webhook endpoints and signing secret: list, create, delete, read the secret."""
+"""The tenant's webhook endpoints and signing secret: list, create, delete, rotate, read the secret."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from asyncgate.domain.execution import EventType
 from asyncgate.domain.webhook_url import InvalidWebhookUrl, check_webhook_url
-from asyncgate.domain.webhooks import WebhookEndpoint, is_endpoint_id, new_endpoint_id, new_webhook_secret
+from asyncgate.domain.webhooks import (
+    ROTATION_OVERLAP,
+    WebhookEndpoint,
+    is_endpoint_id,
+    new_endpoint_id,
+    new_webhook_secret,
+)
 from asyncgate.errors import InvalidWebhookUrlError, ValidationFailed, WebhookEndpointNotFound
 from asyncgate.services.deps import Deps
 from asyncgate.store.keys import Principal
@@ -60,14 +68,30 @@ def create_endpoint(deps: Deps, principal: Principal, command: CreateEndpoint) -
     return endpoint
 
 
-def delete_endpoint(deps: Deps, principal: Principal, endpoint_id: str) -> None:
-    # A malformed id names nothing (and never reaches the table as part of a key).
+@contextmanager
+def _own_endpoint(endpoint_id: str) -> Iterator[None]:
+    """`404 NOT_FOUND` for an id that names none of the caller's endpoints. A malformed id names
+    nothing (and never reaches the table as part of a key)."""
     try:
         if not is_endpoint_id(endpoint_id):
             raise EndpointNotFound(endpoint_id)
-        deps.webhooks.delete(principal.tenant, endpoint_id)
+        yield
     except EndpointNotFound:
         raise WebhookEndpointNotFound(f"webhook endpoint {endpoint_id!r} not found") from None
+
+
+def delete_endpoint(deps: Deps, principal: Principal, endpoint_id: str) -> None:
+    with _own_endpoint(endpoint_id):
+        deps.webhooks.delete(principal.tenant, endpoint_id)
+
+
+def rotate_endpoint_secret(deps: Deps, principal: Principal, endpoint_id: str) -> WebhookEndpoint:
+    """A new secret for the endpoint (shown only in this answer); the old one keeps signing beside it
+    for ROTATION_OVERLAP, so the receiver can switch without losing a delivery."""
+    with _own_endpoint(endpoint_id):
+        return deps.webhooks.rotate_secret(
+            principal.tenant, endpoint_id, new_webhook_secret(), deps.clock() + ROTATION_OVERLAP
+        )
 
 
 def signing_secret(deps: Deps, principal: Principal) -> str:

@@ -180,6 +180,31 @@ class ExecutionStore:
                         ExpressionAttributeValues={":state": {"S": state}},
                     )
 
+    def claim_redelivery(self, execution_id: str) -> int | None:
+        """Turn a `failed` webhook back to `pending` and count one more redelivery, in one conditional
+        write (of two concurrent requests only one wins); the redelivery's number, or None when the
+        webhook's state is not `failed`. Unversioned, like the attempt log."""
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key=execution_key(execution_id),
+                UpdateExpression=("SET #state = :pending, #count = if_not_exists(#count, :zero) + :one"),
+                ConditionExpression="#state = :failed",
+                ExpressionAttributeNames={"#state": "webhookState", "#count": "webhookRedeliveries"},
+                ExpressionAttributeValues={
+                    ":pending": {"S": "pending"},
+                    ":failed": {"S": "failed"},
+                    ":zero": {"N": "0"},
+                    ":one": {"N": "1"},
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return None
+            raise
+        return int(answer["Attributes"]["webhookRedeliveries"]["N"])
+
     def list_for_tenant(
         self, tenant: str, *, status: Status | None, model: str | None, limit: int, cursor: str | None
     ) -> Page:

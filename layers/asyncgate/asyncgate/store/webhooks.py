@@ -13,6 +13,7 @@ attributes are not clobbered. Creating and deleting an endpoint is a transaction
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
@@ -59,11 +60,15 @@ def _endpoint_item(endpoint: WebhookEndpoint) -> Item:
     }
     if endpoint.description is not None:
         item["description"] = {"S": endpoint.description}
+    if endpoint.previous_secret is not None and endpoint.previous_secret_expires_at is not None:
+        item["previousSecret"] = {"S": endpoint.previous_secret}
+        item["previousSecretExpiresAt"] = {"S": format_ts(endpoint.previous_secret_expires_at)}
     return item
 
 
 def _endpoint_of(tenant: str, item: dict[str, AttributeValueTypeDef]) -> WebhookEndpoint:
     description = item.get("description")
+    previous, expires = item.get("previousSecret"), item.get("previousSecretExpiresAt")
     return WebhookEndpoint.model_validate(
         {
             "endpoint_id": item["sk"]["S"].removeprefix(WEBHOOK_SK_PREFIX),
@@ -74,6 +79,8 @@ def _endpoint_of(tenant: str, item: dict[str, AttributeValueTypeDef]) -> Webhook
             "secret": item["secret"]["S"],
             "created_at": parse_ts(item["createdAt"]["S"]),
             "disabled": item.get("disabled", {}).get("BOOL", False),
+            "previous_secret": previous["S"] if previous else None,
+            "previous_secret_expires_at": parse_ts(expires["S"]) if expires else None,
         }
     )
 
@@ -175,6 +182,30 @@ class WebhookStore:
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeValues={":yes": {"BOOL": True}},
             )
+
+    def rotate_secret(
+        self, tenant: str, endpoint_id: str, new_secret: str, previous_expires_at: datetime
+    ) -> WebhookEndpoint:
+        """Make `new_secret` the endpoint's secret and keep the one it replaces until
+        `previous_expires_at`, in one write (the old value is read by DynamoDB, not by us, so two
+        concurrent rotations cannot lose a secret in between). EndpointNotFound when there is none."""
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key=endpoint_key(tenant, endpoint_id),
+                UpdateExpression=(
+                    "SET previousSecret = secret, secret = :secret, previousSecretExpiresAt = :expires"
+                ),
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={
+                    ":secret": {"S": new_secret},
+                    ":expires": {"S": format_ts(previous_expires_at)},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except self._client.exceptions.ConditionalCheckFailedException as error:
+            raise EndpointNotFound(f"webhook endpoint {endpoint_id!r} not found") from error
+        return _endpoint_of(tenant, answer["Attributes"])
 
     def subscribed(self, tenant: str, event_type: EventType) -> list[WebhookEndpoint]:
         """The tenant's enabled endpoints that take `event_type` (what a delivery fans out to)."""

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from asyncgate.observability import logger, metrics, tracer
+from asyncgate.batch import batch_handler
+from asyncgate.observability import logger, tracer
 from asyncgate.scheduling import TickMessage
 from asyncgate.services.deps import default_deps
 from asyncgate.services.ticks import process_tick
@@ -30,10 +28,4 @@ def handle_record(record: SQSRecord, lambda_context: LambdaContext | None = None
     return outcome.value
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=handle_record, processor=processor, context=context
-    )
+lambda_handler = batch_handler(processor, handle_record)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 
-from asyncgate.domain.execution import EventType, Execution
+from asyncgate.domain.execution import TERMINAL_EVENTS, EventType, Execution
 from asyncgate.domain.status import Status
 
 # 1 first attempt by the notify function + 4 retries by the state machine.
@@ -22,7 +22,7 @@ _EVENT_FOR_STATUS: dict[Status, EventType] = {
     Status.FAILED: "execution.failed",
     Status.CANCELLED: "execution.cancelled",
 }
-TERMINAL_EVENT_TYPES = frozenset({"execution.succeeded", "execution.failed", "execution.cancelled"})
+TERMINAL_EVENT_TYPES = frozenset(TERMINAL_EVENTS)
 
 
 def _progress_step(progress: float | None) -> int:

@@ -51,18 +51,25 @@ def notify(deps: Deps, old: Execution | None, new: Execution) -> int:
     for event_type in events_for(old, new):
         body = event_body(event_type, new)
         for destination, url in _destinations(deps, new, event_type):
-            delivery = Delivery(
-                webhook_id=webhook_id(new, event_type, destination),
-                tenant=new.tenant,
-                execution_id=new.execution_id,
-                event_type=event_type,
-                destination=destination,
-                url=url,
-                body=body,
-            )
-            start_delivery(deps, delivery)
+            start_delivery(deps, _delivery(new, event_type, destination, url, body))
             started += 1
     return started
+
+
+def _delivery(
+    execution: Execution, event_type: EventType, destination: str, url: str, body: str, redelivery: int = 0
+) -> Delivery:
+    """The delivery of one event to one destination; the webhook-id names the event, not the attempt."""
+    return Delivery(
+        webhook_id=webhook_id(execution, event_type, destination),
+        tenant=execution.tenant,
+        execution_id=execution.execution_id,
+        event_type=event_type,
+        destination=destination,
+        url=url,
+        body=body,
+        redelivery=redelivery,
+    )
 
 
 def start_delivery(deps: Deps, delivery: Delivery) -> DeliveryTask:
@@ -91,17 +98,10 @@ def redeliver(deps: Deps, principal: Principal, execution_id: str) -> Execution:
         )
     # Terminal executions never change again, so this is the write that emitted the event: the same
     # webhook-id and the same body timestamp as the first delivery.
-    delivery = Delivery(
-        webhook_id=webhook_id(execution, event_type, EXECUTION_DESTINATION),
-        tenant=execution.tenant,
-        execution_id=execution.execution_id,
-        event_type=event_type,
-        destination=EXECUTION_DESTINATION,
-        url=execution.webhook.url,
-        body=event_body(event_type, _pending(execution)),
-        redelivery=redelivery,
+    body = event_body(event_type, _pending(execution))
+    start_delivery(
+        deps, _delivery(execution, event_type, EXECUTION_DESTINATION, execution.webhook.url, body, redelivery)
     )
-    start_delivery(deps, delivery)
     return deps.executions.get(execution.execution_id) or execution
 
 

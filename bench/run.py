@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -27,10 +28,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from asyncgate_dev import motofix
 from asyncgate_dev.awsenv import use_dummy_aws_env
 
 use_dummy_aws_env()
 os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+motofix.install()
 
 import boto3  # noqa: E402
 import requests  # noqa: E402
@@ -41,8 +44,9 @@ from asyncgate.domain.schedule import sqs_hop_seconds  # noqa: E402
 from asyncgate.providers.base import Output, PollResult, ProviderJob, ProviderState  # noqa: E402
 from asyncgate.providers.registry import provider_for  # noqa: E402
 from asyncgate.scheduling import PollScheduler, TickMessage  # noqa: E402
-from asyncgate.services.deps import Deps, default_deps  # noqa: E402
+from asyncgate.services.deps import default_deps  # noqa: E402
 from asyncgate.services.executions import SubmitCommand, submit  # noqa: E402
+from asyncgate.services.tenants import create_tenant, issue_key  # noqa: E402
 from asyncgate.services.ticks import process_tick  # noqa: E402
 from asyncgate.settings import get_settings  # noqa: E402
 from asyncgate.store.items import to_item  # noqa: E402
@@ -81,7 +85,9 @@ def stack_on_moto(sim_url: str) -> Iterator[None]:
             provider_for.cache_clear,
         ):
             cached()
-        default_deps().api_keys.put("bench-key", "bench", ALL_SCOPES)
+        deps = default_deps()
+        create_tenant(deps, "bench", credits=10**12)
+        issue_key(deps, "bench", ALL_SCOPES, api_key="bench-key")
         yield
 
 
@@ -277,14 +283,15 @@ def simulate(
     world = ClockedWorld(report_progress=report_progress, job_seconds=job_seconds)
     sends: Counter[str] = Counter()
     base = default_deps()
-    deps = Deps(
-        settings=base.settings, executions=base.executions, api_keys=base.api_keys, webhooks=base.webhooks,
-        delivery_retries=base.delivery_retries,
+    deps = dataclasses.replace(
+        base,
         scheduler=RecordingScheduler(world, lambda: sends.update(["sqs.SendMessage"])),
-        catalog=base.catalog, providers=lambda _: world, clock=world.clock, rng=random.Random(seed),
-    )  # fmt: skip
+        providers=lambda _: world,
+        clock=world.clock,
+        rng=random.Random(seed),
+    )
     command = SubmitCommand(model="sim-video", input={}, metadata={}, webhook_url=None, webhook_events=None)
-    execution = submit(deps, Principal(tenant="bench", scopes=ALL_SCOPES), command)
+    execution = submit(deps, Principal(tenant="bench", scopes=ALL_SCOPES), command).receipt
     job = world.jobs[execution.provider_request_id or ""]
     non_final_tick: Counter[str] = Counter()
     while world.pending:

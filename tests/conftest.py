@@ -15,11 +15,15 @@ import boto3  # noqa: E402
 import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
+from asyncgate_dev import motofix  # noqa: E402
 from asyncgate_dev.handlers import REPO_ROOT, TEMPLATE_PATH  # noqa: E402
 from asyncgate_dev.lambda_runtime import LambdaContext  # noqa: E402
 from asyncgate_dev.template import Stack, load_template, provision  # noqa: E402
 
 __all__ = ["TEMPLATE_PATH"]
+
+# DynamoDB's atomic conditional writes and transactions, which threaded tests rely on.
+motofix.install()
 
 
 @pytest.fixture(scope="session")

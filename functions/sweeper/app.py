@@ -1,4 +1,5 @@
-"""EventBridge schedule: re-arm live executions whose poll tick is overdue, so none is ever stuck."""
+"""EventBridge schedules: every minute, re-arm live executions whose poll tick is overdue, so none is
+ever stuck; every few minutes (`{"task": "audit"}`), check the live-execution counters."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from asyncgate.observability import logger, metrics, tracer
+from asyncgate.services.audit import audit_live_counters
 from asyncgate.services.deps import default_deps
 from asyncgate.services.ticks import sweep
 
@@ -15,5 +17,8 @@ from asyncgate.services.ticks import sweep
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    if event.get("task") == "audit":
+        audit = audit_live_counters(default_deps())
+        return {"tenants": audit.tenants, "drifts": len(audit.drifts), "skippedBusy": audit.skipped_busy}
     report = sweep(default_deps())
     return {"overdue": report.overdue, "rearmed": report.rearmed}

@@ -36,7 +36,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from asyncgate.domain.accounts import TENANT_ID
+from asyncgate.domain.catalog import Number
 from asyncgate.domain.webhooks import check_webhook_secret, new_webhook_secret
+from asyncgate_dev import motofix
 from asyncgate_dev.apigw import http_event, match_route, read_response
 from asyncgate_dev.awsenv import use_dummy_aws_env
 from asyncgate_dev.handlers import REPO_ROOT, TEMPLATE_PATH, load_function_module
@@ -74,11 +77,11 @@ class TenantSeed(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
-    tenant: str = Field(min_length=1, max_length=128)
+    tenant: str = Field(pattern=TENANT_ID.pattern)
     api_key: str = Field(min_length=1, max_length=256)
     scopes: list[str] = Field(default_factory=lambda: list(ALL_SCOPES))
     queue_limit: int = Field(default=100_000, ge=0)
-    credits: float = Field(default=1_000_000, ge=0)
+    credits: Number = Field(default=1_000_000, ge=0)
     # Standard Webhooks: `whsec_` + standard base64 of 24-64 bytes (checked: see check_webhook_secret).
     webhook_secret: str = Field(default_factory=new_webhook_secret)
 
@@ -217,6 +220,7 @@ class LocalStack:
         self._http = _bind(self.host, self.port, self)
         from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy, only when the stack runs
 
+        motofix.install()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
         moto_host, moto_port = self._moto.get_host_and_port()
@@ -295,17 +299,26 @@ class LocalStack:
 
     def _seed_tenants(self) -> None:
         from asyncgate.services.deps import default_deps  # noqa: PLC0415 - reads the exported env
+        from asyncgate.services.tenants import create_tenant, issue_key  # noqa: PLC0415
         from asyncgate.store.keys import Scope  # noqa: PLC0415
 
         deps = default_deps()
-        for seed in self.tenants:
-            deps.api_keys.put(seed.api_key, seed.tenant, frozenset(Scope(scope) for scope in seed.scopes))
         try:
             secrets_by_tenant = tenant_secrets(self.tenants)
         except ValueError as error:
             raise StackError(str(error)) from None
-        for tenant, secret in secrets_by_tenant.items():
-            deps.webhooks.put_secret(tenant, secret)
+        for seed in self.tenants:
+            # A tenant's first entry opens its account; later ones only add keys.
+            create_tenant(
+                deps,
+                seed.tenant,
+                queue_limit=seed.queue_limit,
+                credits=seed.credits,
+                webhook_secret=secrets_by_tenant[seed.tenant],
+            )
+            issue_key(
+                deps, seed.tenant, frozenset(Scope(scope) for scope in seed.scopes), api_key=seed.api_key
+            )
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=f"asyncgate-{name}", daemon=True)

@@ -11,10 +11,11 @@ import pytest
 from asyncgate.api.http import forget_principals
 from asyncgate.providers.registry import provider_for
 from asyncgate.services.deps import default_deps
+from asyncgate.services.tenants import create_tenant, issue_key
 from asyncgate.settings import get_settings
-from asyncgate.store.keys import ALL_SCOPES, ApiKeyStore, Scope
+from asyncgate.store.keys import ALL_SCOPES, Scope
 from asyncgate_dev.simprovider import SimProviderServer
-from tests.integration.driver import KEY_A, KEY_A_READ_ONLY, KEY_B, Gateway
+from tests.integration.driver import KEY_A, KEY_A_READ_ONLY, KEY_B, TENANT_CREDITS, Gateway
 
 
 @pytest.fixture(scope="session")
@@ -41,10 +42,12 @@ def gateway(
     monkeypatch.setenv("SWEEP_GRACE_SECONDS", "2")
     _forget_container_state()
     settings = get_settings()
-    keys = ApiKeyStore(boto3.client("dynamodb"), settings.table_name)
-    keys.put(KEY_A, "tenant-a", ALL_SCOPES)
-    keys.put(KEY_B, "tenant-b", ALL_SCOPES)
-    keys.put(KEY_A_READ_ONLY, "tenant-a", frozenset({Scope.EXECUTION_READ}))
+    deps = default_deps()
+    for tenant in ("tenant-a", "tenant-b"):
+        create_tenant(deps, tenant, credits=TENANT_CREDITS)
+    issue_key(deps, "tenant-a", ALL_SCOPES, api_key=KEY_A)
+    issue_key(deps, "tenant-b", ALL_SCOPES, api_key=KEY_B)
+    issue_key(deps, "tenant-a", frozenset({Scope.EXECUTION_READ}), api_key=KEY_A_READ_ONLY)
     poll_tick_timeout = aws_stack.functions()["PollTickFunction"].timeout
     yield Gateway(boto3.client("sqs"), settings.poll_queue_url, poll_tick_timeout)
     _forget_container_state()

@@ -14,6 +14,7 @@ from asyncgate_dev.lambda_runtime import LambdaContext, deliver_sqs_batch
 KEY_A = "key-tenant-a"
 KEY_B = "key-tenant-b"
 KEY_A_READ_ONLY = "key-tenant-a-read"
+TENANT_CREDITS = 1_000_000
 
 # operation -> (function directory, method, route)
 ROUTES = {
@@ -23,6 +24,7 @@ ROUTES = {
     "cancel": ("cancel", "POST", "/v1/executions/{executionId}/cancel"),
     "cancel_delete": ("cancel", "DELETE", "/v1/executions/{executionId}"),
     "models": ("models", "GET", "/v1/models"),
+    "account": ("account", "GET", "/v1/account"),
     "webhooks_list": ("webhooks", "GET", "/v1/webhooks"),
     "webhooks_create": ("webhooks", "POST", "/v1/webhooks"),
     "webhooks_delete": ("webhooks", "DELETE", "/v1/webhooks/{endpointId}"),

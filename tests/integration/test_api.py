@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from asyncgate.services.deps import default_deps
+from asyncgate.services.tenants import create_tenant, issue_key
 from asyncgate.store.keys import ALL_SCOPES
 from asyncgate_dev.apigw import read_response
 from asyncgate_dev.handlers import load_event, load_handler
@@ -263,11 +264,14 @@ def test_unknown_routes_are_404_not_found(gateway: Gateway) -> None:
 
 def test_every_events_file_drives_its_handler(gateway: Gateway) -> None:
     """The files `sam local invoke -e events/<fn>.json` uses, against the same handlers."""
-    default_deps().api_keys.put("dev-key", "dev", ALL_SCOPES)
+    deps = default_deps()
+    create_tenant(deps, "dev", credits=100)
+    issue_key(deps, "dev", ALL_SCOPES, api_key="dev-key")
     context = LambdaContext(timeout_seconds=gateway.poll_tick_timeout)
     expected_status = {
         "submit": 202,
         "models": 200,
+        "account": 200,
         "list_executions": 200,
         "status": 404,
         "cancel": 404,
@@ -295,4 +299,9 @@ def test_every_events_file_drives_its_handler(gateway: Gateway) -> None:
     assert load_handler("sweeper").lambda_handler(load_event("sweeper"), context) == {
         "overdue": 0,
         "rearmed": 0,
+    }
+    assert load_handler("sweeper").lambda_handler(load_event("sweeper_audit"), context) == {
+        "tenants": 3,
+        "drifts": 0,
+        "skippedBusy": 0,
     }

@@ -9,6 +9,7 @@ from typing import Any
 from asyncgate.domain.execution import advance, new_execution
 from asyncgate.domain.status import Event, Status
 from asyncgate.services.deps import default_deps
+from asyncgate.services.tenants import create_tenant
 from asyncgate.store.items import LIST_SHARDS, shard_of
 
 
@@ -24,6 +25,7 @@ def _ids_in_shard(shard: int, count: int) -> list[str]:
 def test_a_sparse_filter_over_a_long_shard_skips_nothing(aws_stack: Any) -> None:
     """One shard holds more than a request reads of it; the only match sits at the read boundary."""
     deps = default_deps()
+    create_tenant(deps, "tenant-a", credits=10_000)
     spec = deps.spec("sim-video")
     start = deps.clock() - timedelta(hours=1)
     ids = _ids_in_shard(0, 130)
@@ -34,14 +36,14 @@ def test_a_sparse_filter_over_a_long_shard_skips_nothing(aws_stack: Any) -> None
             execution_id=execution_id, tenant="tenant-a", spec=spec, input={}, metadata={}, webhook_url=None,
             webhook_events=None, now=moment, first_tick_at=moment, dispatching=False,
         )  # fmt: skip
-        deps.executions.create(execution)
+        deps.executions.create(execution, now=moment)
         created.append(execution)
     # Newest first, position 99 is the last item of a shard's 4-page (4 x 25) read budget.
     target = created[len(created) - 1 - 99]
-    running = advance(target, Event.DISPATCHED, spec=spec, now=start, retention=deps.retention)
+    running = advance(target, Event.DISPATCHED, now=start, retention=deps.retention)
     deps.executions.update(target, running)
     deps.executions.update(
-        running, advance(running, Event.PROVIDER_SUCCEEDED, spec=spec, now=start, retention=deps.retention)
+        running, advance(running, Event.PROVIDER_SUCCEEDED, now=start, retention=deps.retention)
     )
 
     found: list[str] = []

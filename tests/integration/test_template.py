@@ -112,7 +112,8 @@ def test_table_has_both_indexes_ttl_and_stream(aws_stack: Stack) -> None:
         "NonKeyAttributes": ["status", "model"],
     }
     assert [key["AttributeName"] for key in indexes["ByDue"]["KeySchema"]] == ["dueShard", "nextPollAt"]
-    assert indexes["ByDue"]["Projection"]["ProjectionType"] == "KEYS_ONLY"
+    # The counter audit reads tenants from the due index alone.
+    assert indexes["ByDue"]["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["tenant"]}
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
     assert aws_stack.get_att("ExecutionsTable", "StreamArn") == table["LatestStreamArn"]
@@ -169,6 +170,7 @@ def test_http_routes(aws_stack: Stack) -> None:
         "POST /v1/executions/{executionId}/cancel": "CancelFunction",
         "DELETE /v1/executions/{executionId}": "CancelFunction",
         "GET /v1/models": "ModelsFunction",
+        "GET /v1/account": "AccountFunction",
         "GET /v1/webhooks": "WebhooksFunction",
         "POST /v1/webhooks": "WebhooksFunction",
         "DELETE /v1/webhooks/{endpointId}": "WebhooksFunction",
@@ -191,8 +193,9 @@ def test_event_sources_and_schedules(aws_stack: Stack) -> None:
         )
         assert int(visibility) >= 6 * timeout, "AWS's advice: visibility timeout six times the function's"
     assert [(s.function, s.queue, s.batch_size) for s in sources] == [("PollTickFunction", "PollQueue", 10)]
-    assert [(s.function, s.expression) for s in aws_stack.schedules()] == [
-        ("SweeperFunction", "rate(1 minute)")
+    assert [(s.function, s.expression, s.input) for s in aws_stack.schedules()] == [
+        ("SweeperFunction", "rate(1 minute)", None),
+        ("SweeperFunction", "rate(10 minutes)", '{"task": "audit"}'),
     ]
 
 

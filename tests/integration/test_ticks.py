@@ -143,7 +143,7 @@ def test_a_dispatch_that_never_recorded_its_outcome_is_failed_not_resubmitted(
         execution_id=str(uuid.uuid4()), tenant="tenant-a", spec=spec, input={}, metadata={},
         webhook_url=None, webhook_events=None, now=long_ago, first_tick_at=long_ago, dispatching=True,
     )  # fmt: skip
-    deps.executions.create(stuck)
+    deps.executions.create(stuck, now=long_ago)
     jobs_before = sim_server.job_count
     sweeper = load_handler("sweeper").lambda_handler
     assert sweeper(load_event("sweeper"), LambdaContext(function_name="sweeper")) == {

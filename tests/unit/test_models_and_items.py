@@ -13,6 +13,7 @@ from asyncgate.api.models import ExecutionView, SubmitAccepted, SubmitRequest
 from asyncgate.domain.catalog import load_catalog
 from asyncgate.domain.clock import format_ts, parse_ts
 from asyncgate.domain.execution import Execution, Failure, OutputRef, Result, advance, new_execution
+from asyncgate.domain.idempotency import SubmitReceipt
 from asyncgate.domain.status import Event, Status
 from asyncgate.settings import DEFAULT_CATALOG
 from asyncgate.store.executions import InvalidCursor, decode_cursor, encode_cursor
@@ -73,7 +74,7 @@ def test_the_execution_object_has_exactly_the_contract_fields() -> None:
         "attempts": [],
     }
     assert view["createdAt"] == "2026-11-23T12:00:00.532Z"
-    accepted = SubmitAccepted.of(_execution()).model_dump(mode="json", by_alias=True)
+    accepted = SubmitAccepted.of(SubmitReceipt.of(_execution())).model_dump(mode="json", by_alias=True)
     assert accepted["async"] is True
     assert accepted["statusUrl"] == "/v1/executions/0f6d3c0e-8c43-4a59-9d1e-3b8b1f2f6a10"
 
@@ -81,13 +82,13 @@ def test_the_execution_object_has_exactly_the_contract_fields() -> None:
 def test_item_round_trip_keeps_every_field() -> None:
     assert SPEC is not None
     running = advance(
-        _execution(), Event.DISPATCHED, spec=SPEC, now=NOW, retention=timedelta(days=7),
+        _execution(), Event.DISPATCHED, now=NOW, retention=timedelta(days=7),
         provider_request_id="sim_1", started_at=NOW, progress=42.5,
         result=Result(outputs=[OutputRef(url="https://x/1.mp4", content_type="video/mp4")], raw={"a": [1.5]}),
     )  # fmt: skip
     assert from_item(to_item(running)) == running
     failed = advance(
-        running, Event.PROVIDER_FAILED, spec=SPEC, now=NOW, retention=timedelta(days=7),
+        running, Event.PROVIDER_FAILED, now=NOW, retention=timedelta(days=7),
         failure=Failure(message="boom", provider_status=500, provider_body="{}"),
     )  # fmt: skip
     restored = from_item(to_item(failed))
@@ -102,8 +103,8 @@ def test_item_round_trip_keeps_every_field() -> None:
 
 def test_terminal_bookkeeping() -> None:
     assert SPEC is not None
-    running = advance(_execution(), Event.DISPATCHED, spec=SPEC, now=NOW, retention=timedelta(days=7))
-    done = advance(running, Event.PROVIDER_SUCCEEDED, spec=SPEC, now=NOW, retention=timedelta(days=3))
+    running = advance(_execution(), Event.DISPATCHED, now=NOW, retention=timedelta(days=7))
+    done = advance(running, Event.PROVIDER_SUCCEEDED, now=NOW, retention=timedelta(days=3))
     assert done.version == running.version + 1
     assert done.cost is not None
     assert done.cost.credits == 10

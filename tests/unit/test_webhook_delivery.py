@@ -43,7 +43,7 @@ def _running() -> Any:
         metadata={}, webhook_url="https://example.com/h", webhook_events=None, now=NOW,
         first_tick_at=NOW, dispatching=True,
     )  # fmt: skip
-    return queued, advance(queued, Event.DISPATCHED, spec=SPEC, now=NOW, retention=timedelta(days=7))
+    return queued, advance(queued, Event.DISPATCHED, now=NOW, retention=timedelta(days=7))
 
 
 def test_events_follow_status_changes_and_progress_steps() -> None:
@@ -54,10 +54,10 @@ def test_events_follow_status_changes_and_progress_steps() -> None:
     assert events_for(running, step) == ["execution.progress"]
     assert events_for(step, step.model_copy(update={"progress": 9.9})) == [], "one per 10 % step"
     assert events_for(step, step.model_copy(update={"progress": 25.0})) == ["execution.progress"]
-    done = advance(running, Event.PROVIDER_SUCCEEDED, spec=SPEC, now=NOW, retention=timedelta(days=7))
+    done = advance(running, Event.PROVIDER_SUCCEEDED, now=NOW, retention=timedelta(days=7))
     assert events_for(running, done) == ["execution.succeeded"]
     assert events_for(done, done) == [], "a bookkeeping write emits nothing"
-    cancelling = advance(running, Event.CANCEL, spec=SPEC, now=NOW, retention=timedelta(days=7))
+    cancelling = advance(running, Event.CANCEL, now=NOW, retention=timedelta(days=7))
     assert events_for(running, cancelling) == []
 
 

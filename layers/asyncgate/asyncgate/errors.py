@@ -52,6 +52,11 @@ class Unauthorized(AsyncgateError):
     code = "UNAUTHORIZED"
 
 
+class InsufficientCredits(AsyncgateError):
+    status = 402
+    code = "INSUFFICIENT_CREDITS"
+
+
 class Forbidden(AsyncgateError):
     status = 403
     code = "FORBIDDEN"
@@ -77,6 +82,13 @@ class ExecutionNotCancellable(AsyncgateError):
     code = "EXECUTION_NOT_CANCELLABLE"
 
 
+class IdempotencyKeyInUse(AsyncgateError):
+    """An extension of the contract: a request whose Idempotency-Key is held by one still in flight."""
+
+    status = 409
+    code = "IDEMPOTENCY_KEY_IN_USE"
+
+
 class WebhookNotFailed(AsyncgateError):
     """An extension of the contract: a webhook redelivery while the webhook has not failed."""
 
@@ -95,6 +107,16 @@ class ValidationFailed(AsyncgateError):
 
     def __init__(self, message: str, errors: list[dict[str, str]]) -> None:
         super().__init__(message, details={"errors": errors})
+
+
+class IdempotencyKeyReused(AsyncgateError):
+    status = 422
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class QueueLimitExceeded(AsyncgateError):
+    status = 429
+    code = "QUEUE_LIMIT_EXCEEDED"
 
 
 class ProviderSubmitFailed(AsyncgateError):

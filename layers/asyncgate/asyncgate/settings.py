@@ -26,6 +26,10 @@ class Settings(BaseModel):
     sweep_grace_seconds: float = Field(default=120.0, gt=0)
     # The local stack delivers webhooks to http://127.0.0.1 and http://localhost; AWS never does.
     allow_loopback_webhooks: bool = False
+    # How long an idempotency key stays "in flight" without an answer before a retry recovers the
+    # answer from the execution itself: past the submit function's own timeout (29 s), its first request
+    # is surely gone. Real seconds.
+    idempotency_in_flight_seconds: float = Field(default=35.0, gt=0)
     # The state machine that retries webhook deliveries whose first attempt failed.
     webhook_state_machine_arn: str = ""
 
@@ -43,5 +47,6 @@ def get_settings() -> Settings:
         auth_cache_seconds=float(env.get("AUTH_CACHE_SECONDS") or 30.0),
         sweep_grace_seconds=float(env.get("SWEEP_GRACE_SECONDS") or 120.0),
         allow_loopback_webhooks=env.get("ALLOW_LOOPBACK_WEBHOOKS", "").lower() in {"1", "true"},
+        idempotency_in_flight_seconds=float(env.get("IDEMPOTENCY_IN_FLIGHT_SECONDS") or 35.0),
         webhook_state_machine_arn=env.get("WEBHOOK_STATE_MACHINE_ARN", ""),
     )

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from asyncgate.api.models import WireModel
+from asyncgate.domain.idempotency import is_idempotency_key
 from asyncgate.errors import AsyncgateError, Forbidden, PayloadTooLarge, Unauthorized, ValidationFailed
 from asyncgate.observability import logger, metrics, tracer
 from asyncgate.services.deps import Deps
@@ -173,6 +174,20 @@ def parse_body(app: APIGatewayHttpResolver, model: type[Model]) -> Model:
         return model.model_validate_json(data)
     except ValidationError as error:
         raise ValidationFailed("request validation failed", validation_errors(error, "body")) from None
+
+
+def idempotency_key(app: APIGatewayHttpResolver) -> str | None:
+    """The request's Idempotency-Key header (1-255 printable ASCII), or None without one."""
+    headers = app.current_event.headers or {}
+    if "idempotency-key" not in headers:
+        return None
+    key = headers["idempotency-key"]
+    if not is_idempotency_key(key):
+        raise ValidationFailed(
+            "invalid Idempotency-Key",
+            [{"field": "header.idempotency-key", "message": "must be 1-255 printable ASCII characters"}],
+        )
+    return key
 
 
 def parse_query(app: APIGatewayHttpResolver, model: type[Model]) -> Model:

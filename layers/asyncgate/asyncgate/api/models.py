@@ -17,9 +17,11 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from asyncgate.domain.accounts import Account
 from asyncgate.domain.catalog import ModelSpec, Number
 from asyncgate.domain.clock import format_ts
 from asyncgate.domain.execution import TERMINAL_EVENTS, EventType, Execution
+from asyncgate.domain.idempotency import SubmitReceipt
 from asyncgate.domain.status import Status
 from asyncgate.domain.webhooks import WebhookEndpoint
 
@@ -174,18 +176,16 @@ class SubmitAccepted(WireModel):
     webhook: SubmitWebhookView
 
     @classmethod
-    def of(cls, execution: Execution) -> SubmitAccepted:
+    def of(cls, receipt: SubmitReceipt) -> SubmitAccepted:
         return cls(
-            execution_id=execution.execution_id,
-            status=execution.status,
-            model=execution.model,
-            provider_request_id=execution.provider_request_id,
-            created_at=execution.created_at,
-            status_url=execution_path(execution.execution_id),
-            cancel_url=execution_path(execution.execution_id) + "/cancel",
-            webhook=SubmitWebhookView(
-                configured=execution.webhook.url is not None, url=execution.webhook.url
-            ),
+            execution_id=receipt.execution_id,
+            status=receipt.status,
+            model=receipt.model,
+            provider_request_id=receipt.provider_request_id,
+            created_at=receipt.created_at,
+            status_url=execution_path(receipt.execution_id),
+            cancel_url=execution_path(receipt.execution_id) + "/cancel",
+            webhook=SubmitWebhookView(configured=receipt.webhook_url is not None, url=receipt.webhook_url),
         )
 
 
@@ -227,6 +227,26 @@ class ModelView(WireModel):
 
 class ModelList(WireModel):
     items: list[ModelView]
+
+
+class AccountView(WireModel):
+    tenant: str
+    credits: Number
+    reserved_credits: Number
+    queue_limit: int
+    live_executions: int
+    scopes: list[str]
+
+    @classmethod
+    def of(cls, account: Account, scopes: frozenset[str]) -> AccountView:
+        return cls(
+            tenant=account.tenant,
+            credits=account.credits,
+            reserved_credits=account.reserved_credits,
+            queue_limit=account.queue_limit,
+            live_executions=account.live_executions,
+            scopes=sorted(scopes),
+        )
 
 
 class WebhookEndpointRequest(WireModel):

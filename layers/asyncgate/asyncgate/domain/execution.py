@@ -95,6 +95,9 @@ class Execution(BaseModel):
     poll_count: int = 0
     consecutive_errors: int = 0
     cost: Cost | None = None
+    # The credits reserved at submit (the model's price then): held until the terminal transition
+    # settles the cost from them and gives back the rest.
+    reserved_credits: Number = 0
     metadata: dict[str, str] = Field(default_factory=dict)
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
     cleanup_after: datetime | None = None
@@ -149,6 +152,7 @@ def new_execution(
         webhook=webhook,
         next_poll_at=first_tick_at,
         dispatch_started_at=now if dispatching else None,
+        reserved_credits=spec.price.credits,
     )
 
 
@@ -173,7 +177,6 @@ def advance(
     execution: Execution,
     event: Event,
     *,
-    spec: ModelSpec,
     now: datetime,
     retention: timedelta,
     failure: Failure | None = None,
@@ -193,7 +196,8 @@ def advance(
     }
     if status.terminal:
         update |= {"completed_at": now, "cleanup_after": now + retention, "next_poll_at": None}
-        update["cost"] = Cost(credits=spec.price.credits if status is Status.SUCCEEDED else 0)
+        # What succeeded costs what was reserved for it at submit; nothing else is charged.
+        update["cost"] = Cost(credits=execution.reserved_credits if status is Status.SUCCEEDED else 0)
         if status is Status.SUCCEEDED:
             update["progress"] = 100.0
     if status is Status.FAILED:

@@ -17,7 +17,9 @@ from asyncgate.providers.base import Provider
 from asyncgate.providers.registry import provider_for
 from asyncgate.scheduling import PollScheduler
 from asyncgate.settings import Settings, get_settings
+from asyncgate.store.accounts import AccountStore
 from asyncgate.store.executions import ExecutionStore
+from asyncgate.store.idempotency import IdempotencyStore
 from asyncgate.store.keys import ApiKeyStore
 from asyncgate.store.webhooks import WebhookStore
 
@@ -26,6 +28,8 @@ from asyncgate.store.webhooks import WebhookStore
 class Deps:
     settings: Settings
     executions: ExecutionStore
+    accounts: AccountStore
+    idempotency: IdempotencyStore
     api_keys: ApiKeyStore
     webhooks: WebhookStore
     delivery_retries: DeliveryRetries
@@ -56,6 +60,8 @@ def default_deps() -> Deps:
     return Deps(
         settings=settings,
         executions=ExecutionStore(aws.dynamodb(), settings.table_name),
+        accounts=AccountStore(aws.dynamodb(), settings.table_name),
+        idempotency=IdempotencyStore(aws.dynamodb(), settings.table_name),
         api_keys=ApiKeyStore(aws.dynamodb(), settings.table_name),
         webhooks=WebhookStore(aws.dynamodb(), settings.table_name),
         delivery_retries=DeliveryRetries(aws.stepfunctions(), settings.webhook_state_machine_arn),

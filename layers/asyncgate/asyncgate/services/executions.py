@@ -5,29 +5,48 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from asyncgate.domain.accounts import Account
+from asyncgate.domain.catalog import ModelSpec
 from asyncgate.domain.execution import EventType, Execution, advance, new_execution, new_tick_id
+from asyncgate.domain.idempotency import (
+    IDEMPOTENCY_WINDOW,
+    IdempotencyRecord,
+    SubmitReceipt,
+    fingerprint,
+    key_hash,
+)
+from asyncgate.domain.schedule import first_poll_delay
 from asyncgate.domain.status import Event, Status
 from asyncgate.errors import (
+    AsyncgateError,
     AsyncNotSupported,
     ExecutionNotCancellable,
     ExecutionNotFound,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    InsufficientCredits,
     ProviderSubmitFailed,
+    QueueLimitExceeded,
     ValidationFailed,
 )
 from asyncgate.observability import logger, metrics
 from asyncgate.services.deps import Deps
 from asyncgate.services.lifecycle import arm_tick, commit, dispatch
 from asyncgate.services.webhooks import checked_webhook_url
-from asyncgate.store.executions import InvalidCursor, Page, StaleWrite
+from asyncgate.store.accounts import AccountRefused
+from asyncgate.store.executions import IdempotencyKeyTaken, InvalidCursor, Page, StaleWrite
 from asyncgate.store.keys import Principal
 
 # How often a long poll re-reads the execution while it waits for a change.
 LONG_POLL_INTERVAL_SECONDS = 0.5
+# How long a retried Idempotency-Key waits for the first request's answer before it answers 409.
+IN_FLIGHT_WAIT_SECONDS = 5.0
+IDEMPOTENT_REPLAYED = "Idempotent-Replayed"
 # Cancel re-reads and retries when its conditional write loses a race with a tick.
 CANCEL_ATTEMPTS = 3
 
@@ -39,6 +58,20 @@ class SubmitCommand:
     metadata: dict[str, str]
     webhook_url: str | None
     webhook_events: list[EventType] | None
+    idempotency_key: str | None = None
+
+    def fingerprint(self) -> str:
+        """What the request asks for, whatever its key: the same key must come with the same request."""
+        request = asdict(self)
+        del request["idempotency_key"]
+        return fingerprint(request)
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    receipt: SubmitReceipt
+    # True when this is the first answer again, for a retried Idempotency-Key.
+    replayed: bool
 
 
 @dataclass(frozen=True)
@@ -47,7 +80,10 @@ class CancelOutcome:
     execution: Execution
 
 
-def submit(deps: Deps, principal: Principal, command: SubmitCommand) -> Execution:
+def submit(deps: Deps, principal: Principal, command: SubmitCommand) -> SubmitOutcome:
+    """Accept a job: the execution, its reservation on the tenant's account (queue limit and credits)
+    and its idempotency record are one transaction, then the job is dispatched (inline) or its first
+    tick sent. A retried key answers the first answer again."""
     spec = deps.spec(command.model)
     if not spec.is_async:
         raise AsyncNotSupported(
@@ -74,23 +110,114 @@ def submit(deps: Deps, principal: Principal, command: SubmitCommand) -> Executio
         first_tick_at=now,
         dispatching=inline,
     )
-    deps.executions.create(queued)
+    record = None
+    if command.idempotency_key is not None:
+        record = IdempotencyRecord(
+            tenant=principal.tenant,
+            key_hash=key_hash(command.idempotency_key),
+            fingerprint=command.fingerprint(),
+            execution_id=execution_id,
+            created_at=now,
+            expires_at=now + IDEMPOTENCY_WINDOW,
+            # A queued dispatch's answer is known now; an inline one's only after the provider answers.
+            receipt=None if inline else SubmitReceipt.of(queued),
+        )
+    try:
+        deps.executions.create(
+            queued, now=now, idempotency=deps.idempotency.put_operation(record) if record else None
+        )
+    except IdempotencyKeyTaken:
+        assert record is not None
+        return _replay(deps, record)
+    except AccountRefused as refused:
+        raise _refusal(deps, refused.account, spec) from None
     metrics.add_metric(name="Submits", unit=MetricUnit.Count, value=1)
     if not inline:
         arm_tick(deps, queued, now=now)
-        return queued
-    current = dispatch(deps, queued, spec, now=now)
-    error = current.error
-    if current.status is Status.FAILED and error and error.code == "PROVIDER_SUBMIT_FAILED":
+        return _answer(SubmitReceipt.of(queued), replayed=False)
+    receipt = SubmitReceipt.of(dispatch(deps, queued, spec, now=now))
+    if record is not None:
+        deps.idempotency.complete(record, receipt)
+    return _answer(receipt, replayed=False)
+
+
+def _answer(receipt: SubmitReceipt, *, replayed: bool) -> SubmitOutcome:
+    """The submit's answer from its receipt; the same receipt always gives the same answer."""
+    error = receipt.error
+    if error is not None:
         raise ProviderSubmitFailed(
             "the provider refused the job",
             details={
-                "executionId": execution_id,
+                "executionId": receipt.execution_id,
                 "providerStatus": error.provider_status,
                 "providerBody": error.provider_body,
             },
+            headers={IDEMPOTENT_REPLAYED: "true"} if replayed else None,
         )
-    return current
+    return SubmitOutcome(receipt=receipt, replayed=replayed)
+
+
+def _replay(deps: Deps, attempt: IdempotencyRecord) -> SubmitOutcome:
+    """Answer a request whose key an earlier request holds: that request's answer, once it has one.
+
+    While the first request is still dispatching inline, wait for its answer a few seconds; then answer
+    409 IDEMPOTENCY_KEY_IN_USE (retry later). A first request that died without answering is recovered
+    once it is surely gone: its answer is rebuilt from its execution and kept for every later retry.
+    """
+    give_up_at = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
+    pause = 0.05
+    while True:
+        record = deps.idempotency.get(attempt.tenant, attempt.key_hash, now=deps.clock())
+        if record is None:
+            # Expired and taken over in the instant between our write and this read.
+            raise IdempotencyKeyInUse(
+                "another request with this Idempotency-Key is in flight", headers={"Retry-After": "1"}
+            )
+        if record.fingerprint != attempt.fingerprint:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used with a different request body",
+                details={"executionId": record.execution_id},
+            )
+        if record.receipt is not None:
+            metrics.add_metric(name="IdempotentReplays", unit=MetricUnit.Count, value=1)
+            return _answer(record.receipt, replayed=True)
+        age = (deps.clock() - record.created_at).total_seconds()
+        if age > deps.settings.idempotency_in_flight_seconds:
+            execution = deps.executions.get(record.execution_id)
+            if execution is not None:
+                deps.idempotency.complete(record, SubmitReceipt.recovered(execution))
+                continue  # read back whichever answer was recorded first
+        if time.monotonic() >= give_up_at:
+            raise IdempotencyKeyInUse(
+                "a request with this Idempotency-Key is still in flight; retry shortly",
+                details={"executionId": record.execution_id},
+                headers={"Retry-After": "1"},
+            )
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
+def _refusal(deps: Deps, account: Account | None, spec: ModelSpec) -> AsyncgateError:
+    price = spec.price.credits
+    if account is None:
+        return InsufficientCredits(
+            "this tenant has no credit account", details={"required": price, "available": 0}
+        )
+    if account.live_executions >= account.queue_limit:
+        # A slot frees when a live execution finishes: about when a job like this one is first polled.
+        retry_after = min(
+            60, max(1, math.ceil(deps.scaled(first_poll_delay(spec.poll_plan)).total_seconds()))
+        )
+        return QueueLimitExceeded(
+            f"the tenant already has {account.live_executions} live executions (queueLimit "
+            f"{account.queue_limit})",
+            details={"queueLimit": account.queue_limit, "liveExecutions": account.live_executions},
+            headers={"Retry-After": str(retry_after)},
+        )
+    return InsufficientCredits(
+        f"the balance ({account.credits} credits) does not cover the price of {spec.model} ({price})",
+        details={"required": price, "available": account.credits},
+    )
 
 
 def _parse_id(execution_id: str) -> str:
@@ -174,12 +301,10 @@ def cancel(deps: Deps, principal: Principal, execution_id: str) -> CancelOutcome
             # Asked before: answer as the first time did.
             return CancelOutcome(previous_status=Status.RUNNING, execution=execution)
         now = deps.clock()
-        spec = deps.spec(execution.model)
         # The provider's cancel is called by a tick due at once, so this request never waits on it.
         after = advance(
             execution,
             Event.CANCEL,
-            spec=spec,
             now=now,
             retention=deps.retention,
             next_poll_at=now,

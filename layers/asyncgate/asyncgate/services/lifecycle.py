@@ -89,7 +89,6 @@ def _dispatched(
         return advance(
             execution,
             Event.SUBMIT_FAILED,
-            spec=spec,
             now=now,
             retention=deps.retention,
             failure=_failure(outcome),
@@ -97,7 +96,6 @@ def _dispatched(
     return advance(
         execution,
         Event.DISPATCHED,
-        spec=spec,
         now=now,
         retention=deps.retention,
         provider_request_id=outcome.provider_request_id,
@@ -137,7 +135,7 @@ def step(deps: Deps, execution: Execution, spec: ModelSpec, *, now: datetime) ->
     the next state (the caller commits it)."""
 
     def finish(event: Event, **changes: Any) -> Execution:
-        return advance(execution, event, spec=spec, now=now, retention=deps.retention, **changes)
+        return advance(execution, event, now=now, retention=deps.retention, **changes)
 
     if execution.status is Status.QUEUED:
         if (now - execution.created_at).total_seconds() > spec.max_duration_seconds:
@@ -202,7 +200,7 @@ def _after_poll(
     fields: dict[str, Any],
 ) -> Execution:
     def finish(event: Event, **changes: Any) -> Execution:
-        return advance(execution, event, spec=spec, now=now, retention=deps.retention, **fields, **changes)
+        return advance(execution, event, now=now, retention=deps.retention, **fields, **changes)
 
     result = (
         Result(outputs=[_output(output) for output in polled.outputs], raw=polled.raw)

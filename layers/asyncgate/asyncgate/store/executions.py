@@ -8,6 +8,7 @@ import contextlib
 import heapq
 import json
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,7 @@ from botocore.exceptions import ClientError
 from asyncgate.domain.clock import format_ts
 from asyncgate.domain.execution import Execution, WebhookAttempt, WebhookState
 from asyncgate.domain.status import Status
+from asyncgate.store.accounts import AccountRefused, account_of, release_operations, reserve_operations
 from asyncgate.store.items import (
     DUE_SHARDS,
     LIST_SHARDS,
@@ -31,9 +33,11 @@ from asyncgate.store.items import (
     to_attributes,
     to_item,
 )
+from asyncgate.store.transactions import TransactionCancelled, transact
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef, UpdateTypeDef
 
 BY_TENANT_INDEX = "ByTenant"
 BATCH_GET_ATTEMPTS = 5
@@ -46,6 +50,10 @@ _IMMUTABLE = frozenset({"pk", "sk", "executionId", "tenant", "tenantShard", "cre
 
 class StaleWrite(Exception):
     """Someone else changed the execution since it was read (the conditional write lost)."""
+
+
+class IdempotencyKeyTaken(Exception):
+    """The submit's idempotency key is held by an earlier request of the tenant."""
 
 
 class InvalidCursor(ValueError):
@@ -84,12 +92,36 @@ class ExecutionStore:
         self._client = client
         self._table = table_name
 
-    def create(self, execution: Execution) -> None:
-        self._client.put_item(
-            TableName=self._table,
-            Item=to_item(execution),
-            ConditionExpression="attribute_not_exists(pk)",
-        )
+    def create(
+        self, execution: Execution, *, now: datetime, idempotency: TransactWriteItemTypeDef | None = None
+    ) -> None:
+        """Store a new (live) execution in one transaction with its reservation on the tenant's account
+        (queue limit and credits) and, when the request has one, its idempotency record.
+
+        Raises AccountRefused (the account would not take it) or IdempotencyKeyTaken (the record's key
+        is held by an earlier request); nothing is written then.
+        """
+        reservation = reserve_operations(self._table, execution, now)
+        operations: list[TransactWriteItemTypeDef] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": to_item(execution),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            *reservation,
+        ]
+        if idempotency is not None:
+            operations.append(idempotency)
+        try:
+            transact(self._client, operations)
+        except TransactionCancelled as cancelled:
+            if idempotency is not None and cancelled.failed(len(operations) - 1):
+                raise IdempotencyKeyTaken(execution.tenant) from cancelled
+            if cancelled.failed(1):
+                raise AccountRefused(account_of(execution.tenant, cancelled.reasons[1].item)) from cancelled
+            raise
 
     def get(self, execution_id: str, *, consistent: bool = True) -> Execution | None:
         answer = self._client.get_item(
@@ -124,18 +156,29 @@ class ExecutionStore:
         expression = "SET " + ", ".join(sets)
         if removes:
             expression += " REMOVE " + ", ".join(removes)
+        update: UpdateTypeDef = {
+            "TableName": self._table,
+            "Key": execution_key(before.execution_id),
+            "UpdateExpression": expression,
+            "ConditionExpression": "#version = :expected",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        if before.terminal or not after.terminal:
+            try:
+                self._client.update_item(**update)
+            except ClientError as error:
+                if _is_condition_failure(error):
+                    raise StaleWrite(before.execution_id) from error
+                raise
+            return
+        # Turning terminal releases the execution's hold on its tenant's account, in the same write.
+        now = after.completed_at or after.updated_at
         try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=execution_key(before.execution_id),
-                UpdateExpression=expression,
-                ConditionExpression="#version = :expected",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                raise StaleWrite(before.execution_id) from error
+            transact(self._client, [{"Update": update}, *release_operations(self._table, before, after, now)])
+        except TransactionCancelled as cancelled:
+            if cancelled.failed(0):
+                raise StaleWrite(before.execution_id) from cancelled
             raise
 
     def record_webhook_attempt(
@@ -330,3 +373,23 @@ class ExecutionStore:
             if len(ids) >= limit:
                 break
         return ids
+
+    def live_by_tenant(self) -> Counter[str]:
+        """How many live executions each tenant has, from the sparse due index (live items only)."""
+        counts: Counter[str] = Counter()
+        for shard in range(DUE_SHARDS):
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": BY_DUE_INDEX,
+                "KeyConditionExpression": "#shard = :shard",
+                "ExpressionAttributeNames": {"#shard": "dueShard", "#tenant": "tenant"},
+                "ExpressionAttributeValues": {":shard": {"S": due_shard(shard)}},
+                "ProjectionExpression": "#tenant",
+            }
+            while True:
+                answer = self._client.query(**request)
+                counts.update(item["tenant"]["S"] for item in answer.get("Items", []))
+                if "LastEvaluatedKey" not in answer:
+                    break
+                request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return counts

@@ -27,6 +27,7 @@ Item = dict[str, "AttributeValueTypeDef"]
 LIST_SHARDS = 8
 DUE_SHARDS = 8
 EXECUTION_SK = "EXEC"
+TENANT_SK = "TENANT"
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -34,6 +35,10 @@ _deserializer = TypeDeserializer()
 
 def execution_key(execution_id: str) -> Item:
     return {"pk": {"S": f"EXEC#{execution_id}"}, "sk": {"S": EXECUTION_SK}}
+
+
+def tenant_key(tenant: str) -> Item:
+    return {"pk": {"S": f"TENANT#{tenant}"}, "sk": {"S": TENANT_SK}}
 
 
 def shard_of(execution_id: str, shards: int) -> int:
@@ -88,6 +93,7 @@ def to_attributes(execution: Execution) -> dict[str, Any]:
         "pollCount": execution.poll_count,
         "consecutiveErrors": execution.consecutive_errors,
         "costCredits": execution.cost.credits if execution.cost else None,
+        "reservedCredits": execution.reserved_credits,
         "metadata": _json(execution.metadata),
         # The configuration is written once; state and attempts are the notifier's, appended apart from
         # the lifecycle's versioned writes so the two never contend.
@@ -171,6 +177,7 @@ def from_item(item: dict[str, Any]) -> Execution:
         poll_count=int(raw.get("pollCount", 0)),
         consecutive_errors=int(raw.get("consecutiveErrors", 0)),
         cost=Cost(credits=_number(raw["costCredits"])) if raw.get("costCredits") is not None else None,
+        reserved_credits=_number(raw.get("reservedCredits", Decimal(0))),
         metadata=json.loads(raw.get("metadata") or "{}"),
         webhook=WebhookConfig(
             **(json.loads(raw["webhook"]) if raw.get("webhook") else {}),

@@ -21,6 +21,8 @@ from botocore.exceptions import ClientError
 from asyncgate.domain.clock import format_ts, parse_ts, utcnow
 from asyncgate.domain.execution import EventType
 from asyncgate.domain.webhooks import WebhookEndpoint, new_webhook_secret
+from asyncgate.store.items import tenant_key
+from asyncgate.store.transactions import cancellation_reasons
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
 
     Item = dict[str, AttributeValueTypeDef]
 
-TENANT_SK = "TENANT"
 WEBHOOK_SK_PREFIX = "WEBHOOK#"
 MAX_ENDPOINTS_PER_TENANT = 20
 
@@ -39,10 +40,6 @@ class EndpointNotFound(Exception):
 
 class TooManyEndpoints(Exception):
     """The tenant already has MAX_ENDPOINTS_PER_TENANT endpoints."""
-
-
-def tenant_key(tenant: str) -> Item:
-    return {"pk": {"S": f"TENANT#{tenant}"}, "sk": {"S": TENANT_SK}}
 
 
 def endpoint_key(tenant: str, endpoint_id: str) -> Item:
@@ -86,8 +83,7 @@ def _endpoint_of(tenant: str, item: dict[str, AttributeValueTypeDef]) -> Webhook
 
 
 def _cancellation_codes(error: ClientError) -> list[str]:
-    reasons = error.response.get("CancellationReasons") or []
-    return [reason.get("Code", "None") for reason in reasons]
+    return [reason.code for reason in cancellation_reasons(error)]
 
 
 class WebhookStore:

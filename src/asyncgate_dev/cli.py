@@ -1,13 +1,16 @@
-"""`asyncgate`: the command line for any deployment's public API, and `asyncgate dev` for the local stack.
+"""`asyncgate`: the command line for any deployment's public API, `asyncgate dev` for the local stack,
+and `asyncgate admin` for operators (tenants, keys and credits, straight to a stack's table).
 
 Exit status: 0 success (for `submit --wait` and `wait`: the execution succeeded), 1 the execution ended
-failed or cancelled, 2 a usage error, an API error (its code on stderr) or an unreachable API.
+failed or cancelled, 2 a usage error, an API or admin error (its code on stderr) or an unreachable API.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -27,6 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from asyncgate.domain.accounts import DEFAULT_QUEUE_LIMIT
 from asyncgate_client import ApiError, Client, Execution, Status, TransportError
 from asyncgate_client.client import DEFAULT_API_KEY, DEFAULT_BASE_URL
 
@@ -62,6 +66,19 @@ class Output:
     def error(self, text: str) -> None:
         self.errors.print(text, style="red")
 
+    def warning(self, text: str) -> None:
+        self.errors.print(text, style="yellow")
+
+    def fields(self, fields: list[tuple[str, str | None]]) -> None:
+        """Name and value a line; empty values are left out."""
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold")
+        grid.add_column()
+        for name, value in fields:
+            if value:
+                grid.add_row(name, value)
+        self.console.print(grid)
+
 
 Handler = Callable[[Client, argparse.Namespace, Output], int]
 
@@ -76,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Output(args.json)
     if args.command == "dev":
         return _dev(args)
+    if args.command == "admin":
+        # Imported here: boto3 and the layer's stores, which the API commands do not need.
+        from asyncgate_dev.admin import run_admin  # noqa: PLC0415
+
+        return run_admin(args, out)
     handler: Handler = args.handler
     client = Client(args.base_url, args.api_key)
     try:
@@ -159,7 +181,75 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser(
         "secret", parents=[common], help="the secret signing per-execution webhooks"
     ).set_defaults(handler=_webhooks_secret)
+    _add_admin(commands, common)
     return parser
+
+
+def _add_admin(commands: Any, common: argparse.ArgumentParser) -> None:
+    """`admin ...`: straight to a stack's table, not through the API (asyncgate_dev.admin). Each command
+    names its action in `admin_action`."""
+    # On every level, like --json: `admin --local tenant list` and `admin tenant list --local` alike.
+    target = argparse.ArgumentParser(add_help=False)
+    target.add_argument(
+        "--table",
+        default=argparse.SUPPRESS,
+        metavar="NAME",
+        help="the stack's table, its output ExecutionsTableName (env ASYNCGATE_TABLE)",
+    )
+    target.add_argument("--region", default=argparse.SUPPRESS, help="the table's AWS region")
+    target.add_argument(
+        "--endpoint-url",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help="another DynamoDB endpoint (env AWS_ENDPOINT_URL)",
+    )
+    target.add_argument(
+        "--local", action="store_true", default=argparse.SUPPRESS, help="the running local stack (make dev)"
+    )
+    parents = [common, target]
+    admin = commands.add_parser("admin", parents=parents, help="tenants, API keys, credits, queue limits")
+    objects = admin.add_subparsers(dest="admin_object", required=True, metavar="OBJECT")
+
+    def group(name: str, text: str) -> Any:
+        return objects.add_parser(name, parents=parents, help=text).add_subparsers(
+            dest="admin_verb", required=True, metavar="ACTION"
+        )
+
+    def command(actions: Any, name: str, action: str, text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = actions.add_parser(name, parents=parents, help=text)
+        parser.set_defaults(admin_action=action)
+        return parser
+
+    tenant = group("tenant", "tenant accounts")
+    create = command(tenant, "create", "tenant create", "open a tenant's account")
+    create.add_argument("tenant", metavar="TENANT")
+    create.add_argument("--queue-limit", type=int, default=DEFAULT_QUEUE_LIMIT, metavar="N")
+    create.add_argument("--credits", type=_credits, default=0, metavar="X", help="the opening balance")
+    command(tenant, "show", "tenant show", "a tenant's account").add_argument("tenant", metavar="TENANT")
+    command(tenant, "list", "tenant list", "every tenant's account")
+
+    key = group("key", "a tenant's API keys")
+    issue = command(key, "issue", "key issue", "issue a key (shown once: only its hash is stored)")
+    issue.add_argument("tenant", metavar="TENANT")
+    issue.add_argument("--scopes", metavar="S,...", help="comma-separated scopes (default: all)")
+    issue.add_argument("--name", help="a label for the key")
+    command(key, "list", "key list", "a tenant's keys").add_argument("tenant", metavar="TENANT")
+    revoke = command(key, "revoke", "key revoke", "revoke a key")
+    revoke.add_argument("tenant", metavar="TENANT")
+    revoke.add_argument("key_id", metavar="KEY_ID")
+
+    add = command(group("credits", "a tenant's credits"), "add", "credits add", "grant credits")
+    add.add_argument("tenant", metavar="TENANT")
+    add.add_argument("amount", type=_credits, metavar="AMOUNT", help="negative: a correction")
+    add.add_argument("--note", metavar="TEXT", help="why, kept in the ledger")
+
+    limit = command(group("queue-limit", "a tenant's queue limit"), "set", "queue-limit set", "set it")
+    limit.add_argument("tenant", metavar="TENANT")
+    limit.add_argument("queue_limit", type=int, metavar="N")
+
+    ledger = command(objects, "ledger", "ledger", "a tenant's credit movements, newest first")
+    ledger.add_argument("tenant", metavar="TENANT")
+    ledger.add_argument("--limit", type=int, default=20, metavar="N", help="entries shown (default 20)")
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -221,7 +311,7 @@ def _list(client: Client, args: argparse.Namespace, out: Output) -> int:
             execution.model,
             execution.status,
             _percent(execution.progress),
-            _ts(execution.created_at),
+            display_time(execution.created_at),
         )
     out.console.print(table)
     if page.next_cursor is not None:
@@ -254,12 +344,11 @@ def _account(client: Client, args: argparse.Namespace, out: Output) -> int:
     if out.as_json:
         out.json(account.to_wire())
         return EXIT_OK
-    _print_fields(
-        out,
+    out.fields(
         [
             ("tenant", account.tenant),
-            ("credits", f"{account.credits:g}"),
-            ("reserved", f"{account.reserved_credits:g}"),
+            ("credits", display_number(account.credits)),
+            ("reserved", display_number(account.reserved_credits)),
             ("live", f"{account.live_executions} of {account.queue_limit}"),
             ("scopes", ", ".join(account.scopes)),
         ],
@@ -277,7 +366,9 @@ def _webhooks_list(client: Client, args: argparse.Namespace, out: Output) -> int
         return EXIT_OK
     table = Table("ID", "URL", "EVENTS", "CREATED", box=None)
     for endpoint in endpoints:
-        table.add_row(endpoint.id, endpoint.url, ", ".join(endpoint.events), _ts(endpoint.created_at))
+        table.add_row(
+            endpoint.id, endpoint.url, ", ".join(endpoint.events), display_time(endpoint.created_at)
+        )
     out.console.print(table)
     return EXIT_OK
 
@@ -288,8 +379,7 @@ def _webhooks_create(client: Client, args: argparse.Namespace, out: Output) -> i
     if out.as_json:
         out.json(endpoint.to_wire())
         return EXIT_OK
-    _print_fields(
-        out,
+    out.fields(
         [
             ("id", endpoint.id),
             ("url", endpoint.url),
@@ -381,16 +471,15 @@ def _print_execution(execution: Execution, out: Output) -> None:
     result = execution.result
     error = execution.error
     webhook = execution.webhook
-    _print_fields(
-        out,
+    out.fields(
         [
             ("id", execution.execution_id),
             ("model", execution.model),
             ("status", str(execution.status)),
             ("progress", _percent(execution.progress) or None),
-            ("created", _ts(execution.created_at)),
-            ("started", _ts(execution.started_at)),
-            ("completed", _ts(execution.completed_at)),
+            ("created", display_time(execution.created_at)),
+            ("started", display_time(execution.started_at)),
+            ("completed", display_time(execution.completed_at)),
             ("provider id", execution.provider_request_id),
             ("outputs", "\n".join(o.url for o in result.outputs) if result and result.outputs else None),
             ("error", f"{error.code}: {error.message}" if error else None),
@@ -402,19 +491,9 @@ def _print_execution(execution: Execution, out: Output) -> None:
                 if webhook.configured
                 else None,
             ),
-            ("deleted after", _ts(execution.cleanup_after)),
+            ("deleted after", display_time(execution.cleanup_after)),
         ],
     )
-
-
-def _print_fields(out: Output, fields: list[tuple[str, str | None]]) -> None:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
-    for name, value in fields:
-        if value:
-            grid.add_row(name, value)
-    out.console.print(grid)
 
 
 def _json_object(text: str, option: str, *, allow_file: bool = False) -> dict[str, Any]:
@@ -433,6 +512,19 @@ def _json_object(text: str, option: str, *, allow_file: bool = False) -> dict[st
     return value
 
 
+def _credits(text: str) -> int | float:
+    """A credit amount: an integer when written as one."""
+    with contextlib.suppress(ValueError):
+        return int(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
 def _percent(progress: float | None) -> str:
     return "" if progress is None else f"{progress:.0f}%"
 
@@ -441,8 +533,13 @@ def _yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def _ts(value: datetime | None) -> str | None:
+def display_time(value: datetime | None) -> str | None:
     return None if value is None else value.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def display_number(value: float) -> str:
+    """Credits as written, never in exponent form (`:g` shows a million as 1e+06)."""
+    return f"{value:f}".rstrip("0").rstrip(".")
 
 
 if __name__ == "__main__":

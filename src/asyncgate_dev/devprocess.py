@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asyncgate_dev.awsenv import DUMMY_AWS_ENV
+from asyncgate_dev.localfile import LOCAL_FILE_ENV
 
 ASYNCGATE = Path(sys.executable).parent / "asyncgate"
 READY = re.compile(r"asyncgate ready at (http://\S+)")
@@ -30,16 +31,20 @@ def free_port() -> int:
 class DevProcess:
     process: subprocess.Popen[bytes]
     log: Path
+    # Its connection file (`asyncgate admin --local`), beside the log: never the one of a developer's
+    # own `make dev`.
+    local_file: Path
 
     @classmethod
     def start(cls, log: Path, *arguments: str, env: dict[str, str] | None = None) -> DevProcess:
+        local_file = log.with_suffix(".local.json")
         process = subprocess.Popen(  # noqa: S603 - our own console script
             [str(ASYNCGATE), "dev", *arguments],
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
-            env={**os.environ, **DUMMY_AWS_ENV, **(env or {})},
+            env={**os.environ, **DUMMY_AWS_ENV, LOCAL_FILE_ENV: str(local_file), **(env or {})},
         )
-        return cls(process, log)
+        return cls(process, log, local_file)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -209,6 +209,7 @@ def test_ready_line_clean_stop_and_busy_port(tmp_path: Path) -> None:
     url = dev.wait_ready()
     assert url == f"http://127.0.0.1:{port}"
     assert "tenant dev: API key dev-key" in dev.output()
+    assert json.loads(dev.local_file.read_text())["apiUrl"] == url
     assert requests.get(f"{url}/v1/models", headers={"X-API-Key": "dev-key"}, timeout=10).status_code == 200
 
     busy = DevProcess.start(tmp_path / "second.log", "--port", str(port))
@@ -221,3 +222,4 @@ def test_ready_line_clean_stop_and_busy_port(tmp_path: Path) -> None:
     assert dev.stop() == 0
     assert time.monotonic() - stopping < 5
     assert "Traceback" not in dev.output()
+    assert not dev.local_file.exists(), "the connection file for `asyncgate admin --local` outlived the stack"

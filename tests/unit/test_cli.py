@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
-from asyncgate_dev.cli import main
+from asyncgate_dev.awsenv import DUMMY_AWS_ENV
+from asyncgate_dev.cli import build_parser, main
+from asyncgate_dev.localfile import LOCAL_FILE_ENV, LocalConnection
 from tests.unit.test_client import (
     EXECUTION_ID,
     EXECUTION_PATH,
@@ -293,6 +295,110 @@ def test_wait_draws_a_progress_bar_on_a_terminal(api: FakeApi) -> None:
     assert "━" in text
     assert "100%" in text
     assert f"succeeded {EXECUTION_ID}" in text
+
+
+@pytest.fixture
+def no_admin_target(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No table named, no local stack running, dummy credentials; the connection file's path."""
+    for name in ("ASYNCGATE_TABLE", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in DUMMY_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    local_file = tmp_path / "local.json"
+    monkeypatch.setenv(LOCAL_FILE_ENV, str(local_file))
+    return local_file
+
+
+def run_admin(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """`asyncgate admin ... --json`: the exit status and the one line on stderr (nothing on stdout)."""
+    code = main(["admin", *argv, "--json"])
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.strip().splitlines()
+    return code, line
+
+
+def test_admin_says_which_table_is_missing(
+    no_admin_target: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # botocore retries a refused connection (the stale file below): no real waits.
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+
+    code, line = run_admin(capsys, "tenant", "show", "acme")
+    assert (code, line.split(": ")[:2]) == (2, ["asyncgate", "NO_TABLE"])
+    assert "ExecutionsTableName" in line
+
+    code, line = run_admin(capsys, "tenant", "list", "--local")
+    assert code == 2
+    assert line.startswith(
+        f"asyncgate: LOCAL_STACK_NOT_RUNNING: no local stack is running ({no_admin_target}"
+    )
+
+    code, line = run_admin(capsys, "--local", "tenant", "list", "--table", "asyncgate-table")
+    assert (code, line.split(": ")[1]) == (2, "INVALID_ARGUMENT")
+
+    # A file left behind by a stack that did not stop cleanly: its emulator no longer answers.
+    stale = LocalConnection(
+        api_url="http://127.0.0.1:3000",
+        aws_endpoint=f"http://127.0.0.1:{closed_port()}",
+        region="us-east-1",
+        table_name="asyncgate-ExecutionsTable",
+    )
+    no_admin_target.write_text(stale.model_dump_json(by_alias=True))
+    code, line = run_admin(capsys, "tenant", "list", "--local")
+    assert code == 2
+    assert line.startswith("asyncgate: LOCAL_STACK_NOT_RUNNING: the local stack does not answer")
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["tenant", "create", "Acme Corp"], "INVALID_TENANT_ID"),
+        (["key", "list", "acme.corp"], "INVALID_TENANT_ID"),
+        (["key", "issue", "acme", "--scopes", "execution:read,execution:delete"], "INVALID_SCOPE"),
+        (["key", "issue", "acme", "--scopes", " , "], "INVALID_SCOPE"),
+        (["ledger", "acme", "--limit", "0"], "INVALID_ARGUMENT"),
+    ],
+)
+def test_admin_checks_its_arguments_before_reaching_the_table(
+    no_admin_target: Path, capsys: pytest.CaptureFixture[str], argv: list[str], error: str
+) -> None:
+    # A table behind a closed port: a command that got as far as AWS would answer AWS_ERROR.
+    table = ["--table", "t", "--region", "us-east-1", "--endpoint-url", f"http://127.0.0.1:{closed_port()}"]
+
+    code, line = run_admin(capsys, *argv, *table)
+
+    assert code == 2
+    assert line.startswith(f"asyncgate: {error}: ")
+
+
+def test_admin_options_parse_on_either_level_and_amounts_keep_their_type() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["admin", "--local", "tenant", "list"]).local is True
+    assert parser.parse_args(["admin", "tenant", "list", "--local"]).local is True
+    create = parser.parse_args(["admin", "tenant", "create", "acme"])
+    assert (create.admin_action, create.queue_limit, create.credits) == ("tenant create", 100_000, 0)
+    correction = parser.parse_args(["admin", "credits", "add", "acme", "-50", "--note", "refund #17"])
+    assert (correction.admin_action, correction.amount, correction.note) == ("credits add", -50, "refund #17")
+    assert isinstance(correction.amount, int)
+    assert parser.parse_args(["admin", "credits", "add", "acme", "2.5"]).amount == 2.5
+    assert parser.parse_args(["admin", "ledger", "acme"]).limit == 20
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["credits", "add", "acme", "lots"], "not a number: 'lots'"),
+        (["credits", "add", "acme", "nan"], "not a finite number"),
+        (["queue-limit", "set", "acme", "many"], "invalid int value"),
+        (["key"], "the following arguments are required: ACTION"),
+    ],
+)
+def test_admin_usage_errors_return_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], complaint: str
+) -> None:
+    assert main(["admin", *argv]) == 2
+    assert complaint in capsys.readouterr().err
 
 
 def read_until_closed(fd: int, timeout: float) -> str:

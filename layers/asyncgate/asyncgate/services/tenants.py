@@ -3,13 +3,30 @@ local stack's seeding) and what a tenant may read of its own account (`GET /v1/a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 from asyncgate.domain.accounts import DEFAULT_QUEUE_LIMIT, Account, LedgerEntry, is_tenant_id
 from asyncgate.domain.catalog import Number
-from asyncgate.services.deps import Deps
-from asyncgate.store.accounts import TenantNotFound
-from asyncgate.store.keys import ApiKeyInfo, Principal, Scope, new_api_key
+from asyncgate.store.accounts import AccountStore, TenantNotFound
+from asyncgate.store.keys import ApiKeyInfo, ApiKeyStore, Principal, Scope, new_api_key
+from asyncgate.store.webhooks import WebhookStore
+
+
+class TenantStores(Protocol):
+    """What these operations use: the table's tenant-side stores and a clock. A service's `Deps` is
+    one; the admin CLI, which has no queue or state machine to name, builds just this."""
+
+    @property
+    def accounts(self) -> AccountStore: ...
+    @property
+    def api_keys(self) -> ApiKeyStore: ...
+    @property
+    def webhooks(self) -> WebhookStore: ...
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
 
 
 @dataclass(frozen=True)
@@ -20,7 +37,7 @@ class IssuedKey:
 
 
 def create_tenant(
-    deps: Deps,
+    deps: TenantStores,
     tenant: str,
     *,
     queue_limit: int = DEFAULT_QUEUE_LIMIT,
@@ -42,7 +59,12 @@ def create_tenant(
 
 
 def issue_key(
-    deps: Deps, tenant: str, scopes: frozenset[Scope], *, api_key: str | None = None, name: str | None = None
+    deps: TenantStores,
+    tenant: str,
+    scopes: frozenset[Scope],
+    *,
+    api_key: str | None = None,
+    name: str | None = None,
 ) -> IssuedKey:
     """A new key for an existing tenant (`api_key` chooses it, for seeding known dev keys)."""
     require_account(deps, tenant)
@@ -52,45 +74,45 @@ def issue_key(
     return IssuedKey(api_key=key, info=deps.api_keys.put(key, tenant, scopes, name=name))
 
 
-def list_keys(deps: Deps, tenant: str) -> list[ApiKeyInfo]:
+def list_keys(deps: TenantStores, tenant: str) -> list[ApiKeyInfo]:
     require_account(deps, tenant)
     return deps.api_keys.list(tenant)
 
 
-def revoke_key(deps: Deps, tenant: str, key_id: str) -> bool:
+def revoke_key(deps: TenantStores, tenant: str, key_id: str) -> bool:
     """Revoke one of the tenant's keys; False if it has none by that id. Warm containers may keep
     accepting it for up to the auth cache's lifetime (AUTH_CACHE_SECONDS, 30 s by default)."""
     require_account(deps, tenant)
     return deps.api_keys.revoke(tenant, key_id)
 
 
-def require_account(deps: Deps, tenant: str) -> Account:
+def require_account(deps: TenantStores, tenant: str) -> Account:
     account = deps.accounts.get(tenant)
     if account is None:
         raise TenantNotFound(tenant)
     return account
 
 
-def account_for(deps: Deps, principal: Principal) -> Account:
+def account_for(deps: TenantStores, principal: Principal) -> Account:
     """The caller's account. A key whose tenant has no account sees an empty one (it can submit
     nothing: there are no credits)."""
     return deps.accounts.get(principal.tenant) or Account(tenant=principal.tenant, queue_limit=0)
 
 
-def add_credits(deps: Deps, tenant: str, amount: Number, *, note: str | None = None) -> Account:
+def add_credits(deps: TenantStores, tenant: str, amount: Number, *, note: str | None = None) -> Account:
     if amount == 0:
         raise ValueError("amount must not be zero")
     deps.accounts.grant(tenant, amount, note=note, now=deps.clock())
     return require_account(deps, tenant)
 
 
-def set_queue_limit(deps: Deps, tenant: str, limit: int) -> Account:
+def set_queue_limit(deps: TenantStores, tenant: str, limit: int) -> Account:
     if limit < 0:
         raise ValueError("queue limit cannot be negative")
     deps.accounts.set_queue_limit(tenant, limit, now=deps.clock())
     return require_account(deps, tenant)
 
 
-def ledger(deps: Deps, tenant: str, *, limit: int | None = None) -> list[LedgerEntry]:
+def ledger(deps: TenantStores, tenant: str, *, limit: int | None = None) -> list[LedgerEntry]:
     require_account(deps, tenant)
     return deps.accounts.ledger(tenant, limit=limit)

@@ -9,6 +9,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 3000
 PYTEST_WORKERS ?= 2
+# Generated cases of `make fuzz` (`make test` runs the same fuzzing with 300).
+FUZZ_CASES ?= 1000
 
 SAM_VENV := .tools/sam
 SAM := $(SAM_VENV)/bin/sam
@@ -17,7 +19,7 @@ SAM := $(SAM_VENV)/bin/sam
 # explicit_package_bases (pyproject.toml) each is checked as module `functions.<name>.app`.
 MYPY_DIRS := $(wildcard layers/asyncgate/asyncgate src/asyncgate_dev src/asyncgate_client functions tests bench)
 
-.PHONY: install lint format test unit integration e2e bench dev demo build clean
+.PHONY: install lint format test unit integration e2e fuzz openapi bench dev demo build clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [[ ! -x "$(PY)" ]]; then python3 -m venv "$(VENV)"; fi
@@ -49,6 +51,15 @@ integration: install
 
 e2e: install
 	"$(VENV)/bin/pytest" -n $(PYTEST_WORKERS) tests/e2e
+
+# Schemathesis against the local stack, longer than the run in `make test`.
+fuzz: install
+	ASYNCGATE_FUZZ_CASES=$(FUZZ_CASES) "$(VENV)/bin/pytest" -n $(PYTEST_WORKERS) tests/e2e/test_fuzz.py
+
+# docs/openapi.json from the wire models (tests/unit/test_openapi.py fails while it is stale).
+openapi: install
+	"$(PY)" -m asyncgate.api.openapi > docs/openapi.json.new
+	mv docs/openapi.json.new docs/openapi.json
 
 bench: install
 	"$(PY)" -m bench.run

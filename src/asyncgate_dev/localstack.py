@@ -44,6 +44,7 @@ from asyncgate_dev.apigw import http_event, match_route, read_response
 from asyncgate_dev.awsenv import use_dummy_aws_env
 from asyncgate_dev.handlers import REPO_ROOT, TEMPLATE_PATH, load_function_module
 from asyncgate_dev.lambda_runtime import LambdaContext, deliver_sqs_batch
+from asyncgate_dev.localfile import LocalConnection, remove_local_file, write_local_file
 from asyncgate_dev.simprovider import SimProviderServer
 from asyncgate_dev.stepfunctions import start_state_machine_runner
 from asyncgate_dev.streams import start_stream_runners
@@ -274,6 +275,17 @@ class LocalStack:
     @property
     def aws_endpoint(self) -> str:
         return os.environ["AWS_ENDPOINT_URL"]
+
+    def connection(self) -> LocalConnection:
+        """Where `asyncgate admin --local` finds this stack: its table is the output a deployed stack
+        names it by, too."""
+        assert self.stack is not None
+        return LocalConnection(
+            api_url=self.url,
+            aws_endpoint=self.aws_endpoint,
+            region=os.environ["AWS_DEFAULT_REGION"],
+            table_name=self.stack.outputs()["ExecutionsTableName"],
+        )
 
     def _export_environment(self) -> None:
         """The functions' environment, from the template. One process holds every function, so their
@@ -523,7 +535,12 @@ class GatewayHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+    def __getattr__(self, name: str) -> Any:
+        # Every method, as API Gateway's ANY route takes them (the base class answers 501 for a
+        # method without a `do_` handler, TRACE or QUERY say, where the contract wants 404 NOT_FOUND).
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
@@ -556,9 +573,15 @@ def run_dev(*, host: str, port: int, tenants_file: Path | None, time_scale: floa
         print(f"tenant {seed.tenant}: API key {seed.api_key} (scopes: {', '.join(seed.scopes)})")
     print(f"simulated provider at {stack.sim_url}; AWS emulator at {stack.aws_endpoint}")
     print(f"time scale {time_scale}: every scheduled wait is {time_scale}x its length in AWS")
+    connection = stack.connection()
+    connection_file = write_local_file(connection)
+    print(f"connection file for `asyncgate admin --local`: {connection_file}")
     print(f"asyncgate ready at {stack.url}", flush=True)
-    while not done.wait(0.5):
-        pass
-    stack.stop()
+    try:
+        while not done.wait(0.5):
+            pass
+        stack.stop()
+    finally:
+        remove_local_file(connection_file, connection)
     print("asyncgate stopped", flush=True)
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -15,9 +14,16 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
-from asyncgate.api.models import WireModel
+from asyncgate.api.models import EnvelopeError, ErrorEnvelope, WireModel
 from asyncgate.domain.idempotency import is_idempotency_key
-from asyncgate.errors import AsyncgateError, Forbidden, PayloadTooLarge, Unauthorized, ValidationFailed
+from asyncgate.errors import (
+    AsyncgateError,
+    Forbidden,
+    PayloadTooLarge,
+    RouteNotFound,
+    Unauthorized,
+    ValidationFailed,
+)
 from asyncgate.observability import logger, metrics, tracer
 from asyncgate.services.deps import Deps
 from asyncgate.store.keys import Principal, Scope, hash_key
@@ -39,8 +45,8 @@ def envelope(
     details: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[str]:
-    body = {"error": {"code": code, "message": message, "details": details or {}}}
-    return Response(status_code=status, content_type=JSON, body=json.dumps(body), headers=headers or {})
+    body = ErrorEnvelope(error=EnvelopeError(code=code, message=message, details=details or {}))
+    return json_response(status, body, headers)
 
 
 def json_response(status: int, model: WireModel, headers: dict[str, str] | None = None) -> Response[str]:
@@ -67,15 +73,15 @@ def build_resolver() -> APIGatewayHttpResolver:
 
     @app.not_found
     def _not_found(_: NotFoundError) -> Response[str]:
-        return envelope(404, "NOT_FOUND", "no such route")
+        return envelope(RouteNotFound.status, RouteNotFound.code, "no such route")
 
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response[str]:
         # The client learns nothing of the failure but its correlation id; the log has the details.
         logger.exception("unhandled error")
         return envelope(
-            500,
-            "INTERNAL_ERROR",
+            AsyncgateError.status,
+            AsyncgateError.code,
             "internal error",
             {"requestId": app.current_event.request_context.request_id},
         )

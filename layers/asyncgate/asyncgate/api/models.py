@@ -11,9 +11,9 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    SerializerFunctionWrapHandler,
+    StringConstraints,
+    WithJsonSchema,
     field_validator,
-    model_serializer,
 )
 from pydantic.alias_generators import to_camel
 
@@ -25,21 +25,48 @@ from asyncgate.domain.idempotency import SubmitReceipt
 from asyncgate.domain.status import Status
 from asyncgate.domain.webhooks import WebhookEndpoint
 
-Timestamp = Annotated[datetime, PlainSerializer(format_ts, return_type=str)]
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(format_ts, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 
 METADATA_MAX_KEYS = 16
 METADATA_MAX_VALUE = 512
 METADATA_MAX_KEY = 64
+# As types rather than a validator, so that the OpenAPI document states the limits too.
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=METADATA_MAX_KEY)]
+MetadataValue = Annotated[str, StringConstraints(max_length=METADATA_MAX_VALUE)]
 
 
 class WireModel(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
+        # An answer always carries its fields, defaults included: the document says they are required.
+        json_schema_serialization_defaults_required=True,
+        # Titles in the OpenAPI document: "Live executions", not the alias's "Liveexecutions".
+        field_title_generator=lambda name, _: name.replace("_", " ").capitalize(),
     )
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True)
+
+
+class EnvelopeError(WireModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorEnvelope(WireModel):
+    """The body of every non-2xx answer, and nothing else at the top level."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: EnvelopeError
 
 
 class WebhookRequest(WireModel):
@@ -55,7 +82,7 @@ class SubmitRequest(WireModel):
     model: str = Field(min_length=1, max_length=128)
     input: dict[str, Any] = Field(default_factory=dict)
     webhook: WebhookRequest | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=METADATA_MAX_KEYS)
 
     @field_validator("input")
     @classmethod
@@ -71,18 +98,6 @@ class SubmitRequest(WireModel):
             elif isinstance(item, list):
                 pending.extend(item)
         return value
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_limits(cls, metadata: dict[str, str]) -> dict[str, str]:
-        if len(metadata) > METADATA_MAX_KEYS:
-            raise ValueError(f"at most {METADATA_MAX_KEYS} keys")
-        for key, value in metadata.items():
-            if not key or len(key) > METADATA_MAX_KEY:
-                raise ValueError(f"keys must be 1-{METADATA_MAX_KEY} characters")
-            if len(value) > METADATA_MAX_VALUE:
-                raise ValueError(f"value of {key!r} is over {METADATA_MAX_VALUE} characters")
-        return metadata
 
 
 class ListQuery(WireModel):
@@ -270,15 +285,8 @@ class WebhookEndpointView(WireModel):
     id: str
     url: str
     events: list[EventType]
-    description: str | None = None
+    description: str | None = Field(default=None, exclude_if=lambda description: description is None)
     created_at: Timestamp
-
-    @model_serializer(mode="wrap")
-    def _omit_absent_description(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if self.description is None:
-            data.pop("description", None)
-        return data
 
     @classmethod
     def of(cls, endpoint: WebhookEndpoint) -> WebhookEndpointView:

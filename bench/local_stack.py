@@ -1,10 +1,13 @@
-"""`make bench`, section 5: the local stack over real HTTP (`asyncgate dev` in a child process)."""
+"""`make bench`, sections 5 and 7: the local stack over real HTTP (`asyncgate dev` in a child process)."""
 
 from __future__ import annotations
 
+import json
 import statistics
 import tempfile
+import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -138,3 +141,166 @@ def bench_local_stack() -> None:
             _timed_jobs(url)
         finally:
             dev.stop()
+
+
+# Section 7: two tenants, one held by its queue limit, one by its balance.
+QUEUE_LIMIT = 50
+QUEUE_BURST = 200
+PRICE = 10  # sim-video's price in credits
+BUDGET_JOBS = 30
+BUDGET_BURST = 100
+LIMIT_TENANTS = [
+    {"tenant": "limited", "apiKey": "limited-key", "queueLimit": QUEUE_LIMIT, "credits": 1_000_000},
+    {"tenant": "budget", "apiKey": "budget-key", "queueLimit": 100_000, "credits": BUDGET_JOBS * PRICE},
+]
+# Long enough that no job finishes (and frees its slot or settles its reservation) during the check.
+LONG_JOB = {"model": "sim-video", "input": {"sim": {"durationSeconds": 600}}}
+
+_sessions = threading.local()
+
+
+def _session() -> requests.Session:
+    session: requests.Session | None = getattr(_sessions, "session", None)
+    if session is None:
+        session = _sessions.session = requests.Session()
+    return session
+
+
+def _parallel_submits(url: str, api_key: str, count: int) -> tuple[Counter[str], list[str], float]:
+    """Answers counted by status and error code ("202", "429 QUEUE_LIMIT_EXCEEDED"; "0 ...": no HTTP
+    answer), a sample of the unexpected answers, and the burst's seconds."""
+
+    def one(_: int) -> tuple[str, str]:
+        try:
+            answer = _session().post(
+                f"{url}/v1/executions", json=LONG_JOB, headers={"X-API-Key": api_key}, timeout=60
+            )
+        except requests.RequestException as error:
+            return f"0 {type(error).__name__}", repr(error)
+        if answer.status_code == 202:
+            return "202", ""
+        try:
+            code = answer.json()["error"]["code"]
+        except (ValueError, KeyError, TypeError):
+            code = "?"
+        return f"{answer.status_code} {code}", answer.text[:300]
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(BURST_CLIENTS) as pool:
+        answers = list(pool.map(one, range(count)))
+    elapsed = time.monotonic() - started
+    labels = Counter(label for label, _ in answers)
+    expected = {"202", "429 QUEUE_LIMIT_EXCEEDED", "402 INSUFFICIENT_CREDITS"}
+    odd = [f"{label}: {body}" for label, body in answers if label not in expected][:3]
+    return labels, odd, elapsed
+
+
+def _status(labels: Counter[str], status: int) -> int:
+    return sum(count for label, count in labels.items() if label.split()[0] == str(status))
+
+
+def _account(url: str, api_key: str) -> dict[str, Any]:
+    answer = requests.get(f"{url}/v1/account", headers={"X-API-Key": api_key}, timeout=60)
+    answer.raise_for_status()
+    account: dict[str, Any] = answer.json()
+    return account
+
+
+def _listed(url: str, api_key: str) -> Counter[str]:
+    """The tenant's executions by status, through every page of GET /v1/executions (bounded)."""
+    statuses: Counter[str] = Counter()
+    params: dict[str, Any] = {"limit": 100}
+    for _ in range(100):
+        answer = requests.get(
+            f"{url}/v1/executions", params=params, headers={"X-API-Key": api_key}, timeout=60
+        )
+        answer.raise_for_status()
+        page = answer.json()
+        statuses.update(item["status"] for item in page["items"])
+        if not page["nextCursor"]:
+            break
+        params["cursor"] = page["nextCursor"]
+    return statuses
+
+
+def _check(failures: list[str], label: str, actual: object, expected: object) -> None:
+    if actual != expected:
+        failures.append(f"{label} is {actual}, expected {expected}")
+
+
+def bench_account_limits() -> bool:
+    """Section 7; True when every invariant held (each failure printed as a FAIL line)."""
+    print(
+        "\n## 7. Account limits under concurrency, local stack over HTTP "
+        f"({BURST_CLIENTS} client threads, sim-video {json.dumps(LONG_JOB['input'])})"
+    )
+    failures: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tenants = Path(tmp) / "tenants.json"
+        tenants.write_text(json.dumps(LIMIT_TENANTS), encoding="utf-8")
+        dev = DevProcess.start(Path(tmp) / "dev.log", "--port", str(free_port()), "--tenants", str(tenants))
+        try:
+            url = dev.wait_ready()
+
+            labels, odd, elapsed = _parallel_submits(url, "limited-key", QUEUE_BURST)
+            account = _account(url, "limited-key")
+            listed = _listed(url, "limited-key")
+            created, refused = _status(labels, 202), _status(labels, 429)
+            other = QUEUE_BURST - created - refused
+            print(
+                f"  {QUEUE_BURST} parallel submits against queueLimit {QUEUE_LIMIT}: created {created}, "
+                f"429 {refused}, other {other}; account liveExecutions {account['liveExecutions']}"
+            )
+            print(
+                f"    in {elapsed:.1f} s; answers {dict(sorted(labels.items()))}; listed "
+                f"{sum(listed.values())} {dict(listed)}; account credits {account['credits']} "
+                f"reservedCredits {account['reservedCredits']}"
+            )
+            for sample in odd:
+                print(f"    unexpected answer: {sample}")
+            _check(failures, "limited: created", created, QUEUE_LIMIT)
+            _check(
+                failures,
+                "limited: 429 QUEUE_LIMIT_EXCEEDED",
+                labels["429 QUEUE_LIMIT_EXCEEDED"],
+                QUEUE_BURST - QUEUE_LIMIT,
+            )
+            _check(failures, "limited: liveExecutions", account["liveExecutions"], QUEUE_LIMIT)
+            _check(failures, "limited: listed executions", sum(listed.values()), QUEUE_LIMIT)
+            _check(failures, "limited: reservedCredits", account["reservedCredits"], QUEUE_LIMIT * PRICE)
+
+            labels, odd, elapsed = _parallel_submits(url, "budget-key", BUDGET_BURST)
+            account = _account(url, "budget-key")
+            listed = _listed(url, "budget-key")
+            created, refused = _status(labels, 202), _status(labels, 402)
+            other = BUDGET_BURST - created - refused
+            print(
+                f"  {BUDGET_BURST} parallel submits with credits for {BUDGET_JOBS} ({BUDGET_JOBS * PRICE} "
+                f"credits, price {PRICE}): created {created}, 402 {refused}, other {other}; account credits "
+                f"{account['credits']} reservedCredits {account['reservedCredits']} liveExecutions "
+                f"{account['liveExecutions']}"
+            )
+            print(
+                f"    in {elapsed:.1f} s; answers {dict(sorted(labels.items()))}; listed "
+                f"{sum(listed.values())} {dict(listed)}"
+            )
+            for sample in odd:
+                print(f"    unexpected answer: {sample}")
+            _check(failures, "budget: created", created, BUDGET_JOBS)
+            _check(
+                failures,
+                "budget: 402 INSUFFICIENT_CREDITS",
+                labels["402 INSUFFICIENT_CREDITS"],
+                BUDGET_BURST - BUDGET_JOBS,
+            )
+            _check(failures, "budget: credits", account["credits"], 0)
+            _check(failures, "budget: reservedCredits", account["reservedCredits"], BUDGET_JOBS * PRICE)
+            _check(failures, "budget: liveExecutions", account["liveExecutions"], BUDGET_JOBS)
+            _check(failures, "budget: listed executions", sum(listed.values()), BUDGET_JOBS)
+        finally:
+            dev.stop()
+    for failure in failures:
+        print(f"  FAIL: {failure}")
+    if not failures:
+        print("  OK: every invariant held")
+    return not failures

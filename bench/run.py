@@ -1,4 +1,4 @@
-"""`make bench`: the figures of issue 3, printed, never asserted.
+"""`make bench`: the figures of issues 3 and 6, printed; only section 7 checks invariants (exit 1 on FAIL).
 
 1. Submit handler in-process on moto: p50/p99 per call next to the floor (the same boto3 calls and the
    same provider HTTP submit, with no framework) and their ratio (target <= 1.3x).
@@ -8,10 +8,19 @@
    (the real services and store on moto; the clock jumps to each tick's delivery, SQS's whole-second
    delay rounding included), over several seeds: the issue's 20 s job (sim-video's expected duration),
    and jobs shorter and longer than expected. Lambda and SQS delivery latency (tens of ms) is not in it.
+5. The local stack over HTTP (bench/local_stack.py).
+6. The account transaction's cost (issue 6): the submit handler in-process on moto for a queued model
+   (no provider call), next to the write it replaced (a conditional PutItem and the tick's send).
+7. Account limits under concurrency on the local stack (issue 6): parallel submits against a queue
+   limit and against a balance; exits non-zero when an invariant does not hold.
+
+`python -m bench.run 6 7` runs only the sections named.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -26,13 +35,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from asyncgate_dev import motofix
 from asyncgate_dev.awsenv import use_dummy_aws_env
 
 use_dummy_aws_env()
 os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+# empty_poll_queue purges moto's poll queue between timed calls: more often than once a minute.
+os.environ["MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR"] = "false"
 motofix.install()
 
 import boto3  # noqa: E402
@@ -40,6 +51,7 @@ import requests  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from asyncgate import aws  # noqa: E402
+from asyncgate.domain.execution import Execution  # noqa: E402
 from asyncgate.domain.schedule import sqs_hop_seconds  # noqa: E402
 from asyncgate.providers.base import Output, PollResult, ProviderJob, ProviderState  # noqa: E402
 from asyncgate.providers.registry import provider_for  # noqa: E402
@@ -49,6 +61,7 @@ from asyncgate.services.executions import SubmitCommand, submit  # noqa: E402
 from asyncgate.services.tenants import create_tenant, issue_key  # noqa: E402
 from asyncgate.services.ticks import process_tick  # noqa: E402
 from asyncgate.settings import get_settings  # noqa: E402
+from asyncgate.store.accounts import reserve_operations  # noqa: E402
 from asyncgate.store.items import to_item  # noqa: E402
 from asyncgate.store.keys import ALL_SCOPES, Principal  # noqa: E402
 from asyncgate_dev.apigw import http_event, read_response  # noqa: E402
@@ -56,7 +69,7 @@ from asyncgate_dev.handlers import FUNCTIONS_DIR, REPO_ROOT, TEMPLATE_PATH, load
 from asyncgate_dev.lambda_runtime import LambdaContext  # noqa: E402
 from asyncgate_dev.simprovider import SimProviderServer  # noqa: E402
 from asyncgate_dev.template import load_template, provision  # noqa: E402
-from bench.local_stack import bench_local_stack  # noqa: E402
+from bench.local_stack import bench_account_limits, bench_local_stack  # noqa: E402
 
 SUBMIT_CALLS = 300
 IMPORT_RUNS = 9
@@ -91,6 +104,19 @@ def stack_on_moto(sim_url: str) -> Iterator[None]:
         yield
 
 
+def empty_poll_queue() -> None:
+    """moto's SendMessage reads every message in the queue (for the queue's attributes): O(messages), so
+    unreceived ticks would make each send slower than the last. Emptied between timed calls, untimed."""
+    aws.sqs().purge_queue(QueueUrl=get_settings().poll_queue_url)
+
+
+@contextmanager
+def metrics_muted() -> Iterator[None]:
+    """The handlers print one EMF metrics line per call (CloudWatch reads it from stdout); not here."""
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield
+
+
 class CallCounter:
     """Counts AWS API calls made through the layer's clients, by service and operation."""
 
@@ -121,31 +147,75 @@ def submit_event() -> dict[str, Any]:
     )
 
 
+class SubmitWrites:
+    """The writes submit makes for a new execution (the execution, its account reservation and ledger
+    entry, in one transaction), as plain boto3 requests copied from a real one: the floor's half of a
+    handler-versus-floor comparison, with no framework."""
+
+    def __init__(self, template: Execution, table: str) -> None:
+        self._template_id = template.execution_id
+        self._table = table
+        self._item = to_item(template)
+        # The account's update and the ledger entry, exactly as submit writes them for this execution.
+        self._account_update, self._ledger_put = reserve_operations(table, template, template.created_at)
+
+    def execution_item(self, execution_id: str) -> dict[str, Any]:
+        """A new execution's item: the template's attributes under a new id, at version 1."""
+        return {
+            **self._item,
+            "pk": {"S": f"EXEC#{execution_id}"},
+            "executionId": {"S": execution_id},
+            "version": {"N": "1"},
+        }
+
+    def transaction(self, execution_id: str) -> list[Any]:
+        ledger = dict(self._ledger_put["Put"]["Item"])
+        ledger["sk"] = {
+            "S": cast("dict[str, str]", ledger["sk"])["S"].replace(self._template_id, execution_id)
+        }
+        ledger["executionId"] = {"S": execution_id}
+        return [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": self.execution_item(execution_id),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            self._account_update,
+            {"Put": {**self._ledger_put["Put"], "Item": ledger}},
+        ]
+
+
 def bench_submit(sim: SimProviderServer) -> None:
     print("\n## 1. Submit handler, in-process on moto (inline dispatch to the simulated provider)")
     with stack_on_moto(sim.url):
         handler = load_handler("submit").lambda_handler
         context = LambdaContext(function_name="submit")
         event = submit_event()
-        for _ in range(20):  # warm: imports, clients, the key cache
-            assert read_response(handler(event, context)).status == 202
-        handler_times = []
-        for _ in range(SUBMIT_CALLS):
-            started = time.perf_counter()
-            answer = read_response(handler(event, context))
-            handler_times.append(time.perf_counter() - started)
-            assert answer.status == 202
+        with metrics_muted():
+            for _ in range(20):  # warm: imports, clients, the key cache
+                assert read_response(handler(event, context)).status == 202
+            handler_times = []
+            for _ in range(SUBMIT_CALLS):
+                empty_poll_queue()
+                started = time.perf_counter()
+                answer = read_response(handler(event, context))
+                handler_times.append(time.perf_counter() - started)
+                assert answer.status == 202
 
         dynamodb, sqs, settings = aws.dynamodb(), aws.sqs(), get_settings()
         session = requests.Session()
-        template_item = to_item(default_deps().executions.get(answer.json()["executionId"]))  # type: ignore[arg-type]
+        template = default_deps().executions.get(answer.json()["executionId"])
+        assert template is not None
+        writes = SubmitWrites(template, settings.table_name)
         floor_times = []
         for _ in range(SUBMIT_CALLS):
+            empty_poll_queue()
             started = time.perf_counter()
-            item = {**template_item, "pk": {"S": f"EXEC#{uuid.uuid4()}"}, "version": {"N": "1"}}
-            dynamodb.put_item(
-                TableName=settings.table_name, Item=item, ConditionExpression="attribute_not_exists(pk)"
-            )
+            execution_id = str(uuid.uuid4())
+            dynamodb.transact_write_items(TransactItems=writes.transaction(execution_id))
+            item = writes.execution_item(execution_id)
             job = session.post(
                 f"{sim.url}/v1/jobs",
                 json={"model": "sim-video", "input": {"sim": {"durationSeconds": 60}}},
@@ -318,11 +388,13 @@ def bench_lifecycle(sim: SimProviderServer) -> None:
         counter = CallCounter()
         handler = load_handler("submit").lambda_handler
         context = LambdaContext(function_name="submit")
-        read_response(handler(submit_event(), context))  # warm the key cache
-        with counter.measure() as calls:
-            assert read_response(handler(submit_event(), context)).status == 202
+        with metrics_muted():
+            read_response(handler(submit_event(), context))  # warm the key cache
+            with counter.measure() as calls:
+                assert read_response(handler(submit_event(), context)).status == 202
         print(f"  submit (warm):       {sum(calls.values())} calls  {dict(calls)}   (target <= 3)")
-        _, _, tick_calls = simulate(True, 0, counter)
+        with metrics_muted():
+            _, _, tick_calls = simulate(True, 0, counter)
         writes = sum(
             count for name, count in tick_calls.items() if name in {"dynamodb.UpdateItem", "dynamodb.PutItem"}
         )
@@ -334,9 +406,11 @@ def bench_lifecycle(sim: SimProviderServer) -> None:
         print(f"\n## 4. Provider polls per job and completion lag ({LIFECYCLE_SEEDS} seeds, simulated clock)")
         for job_seconds in JOB_LENGTHS:
             for report_progress, poll_target, lag_target in ((True, 4, 0.05), (False, 7, 0.15)):
-                results = [
-                    simulate(report_progress, seed, counter, job_seconds) for seed in range(LIFECYCLE_SEEDS)
-                ]
+                with metrics_muted():
+                    results = [
+                        simulate(report_progress, seed, counter, job_seconds)
+                        for seed in range(LIFECYCLE_SEEDS)
+                    ]
                 polls = [result[0] for result in results]
                 lags = [result[1] / job_seconds for result in results]
                 label = f"{job_seconds:.0f} s job, " + ("with progress" if report_progress else "no progress")
@@ -351,13 +425,155 @@ def bench_lifecycle(sim: SimProviderServer) -> None:
                 )
 
 
+QUEUED_MODEL = "sim-image"  # dispatch "queued": submit writes and sends the first tick, no provider call
+
+
+def queued_submit_event(idempotency_key: str | None = None) -> dict[str, Any]:
+    headers = {"content-type": "application/json", "x-api-key": "bench-key"}
+    if idempotency_key is not None:
+        headers["idempotency-key"] = idempotency_key
+    body = {"model": QUEUED_MODEL, "input": {"prompt": "a red fox", "sim": {"durationSeconds": 60}}}
+    return http_event(
+        "POST",
+        "/v1/executions",
+        route_key="POST /v1/executions",
+        headers=headers,
+        body=json.dumps(body).encode(),
+    )
+
+
+def bench_account_cost(sim: SimProviderServer) -> None:
+    print(
+        f"\n## 6. The account transaction's cost: submit of {QUEUED_MODEL} (dispatch queued, no provider"
+        " call), in-process on moto"
+    )
+    with stack_on_moto(sim.url):
+        counter = CallCounter()
+        handler = load_handler("submit").lambda_handler
+        context = LambdaContext(function_name="submit")
+        dynamodb, sqs, settings = aws.dynamodb(), aws.sqs(), get_settings()
+        table, queue = settings.table_name, settings.poll_queue_url
+
+        def via_handler(event: dict[str, Any]) -> None:
+            answer = read_response(handler(event, context))
+            assert answer.status == 202, (answer.status, answer.body)
+
+        with metrics_muted():
+            for _ in range(20):  # warm: imports, clients, the key cache
+                via_handler(queued_submit_event())
+                via_handler(queued_submit_event(str(uuid.uuid4())))
+            latest = read_response(handler(queued_submit_event(), context)).json()["executionId"]
+        template = default_deps().executions.get(latest)
+        assert template is not None
+        writes = SubmitWrites(template, table)
+
+        def send_tick(execution_id: str) -> None:
+            body = {"executionId": execution_id, "tickId": "t", "dueAt": "2026-11-23T12:00:00Z"}
+            sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(body), DelaySeconds=0)
+
+        def floor_put() -> None:
+            """Before accounts: the execution, conditional on being new, then its first tick."""
+            execution_id = str(uuid.uuid4())
+            dynamodb.put_item(
+                TableName=table,
+                Item=writes.execution_item(execution_id),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+            send_tick(execution_id)
+
+        def floor_transaction() -> None:
+            """The same three writes submit makes, in one transaction, with no framework."""
+            execution_id = str(uuid.uuid4())
+            dynamodb.transact_write_items(TransactItems=writes.transaction(execution_id))
+            send_tick(execution_id)
+
+        variants: list[tuple[str, Callable[[], None]]] = [
+            ("(a) floor: PutItem + send", floor_put),
+            ("(a') floor: 3-item transaction + send", floor_transaction),
+            ("(b) handler: 3-item transaction", lambda: via_handler(queued_submit_event())),
+            (
+                "(c) handler + Idempotency-Key: 4 items",
+                lambda: via_handler(queued_submit_event(str(uuid.uuid4()))),
+            ),
+        ]
+        calls: list[Counter[str]] = []
+        times: list[list[float]] = [[] for _ in variants]
+        with metrics_muted():
+            for _, run in variants:
+                run()  # warm this exact path
+                with counter.measure() as measured:
+                    run()
+                calls.append(measured)
+            for iteration in range(SUBMIT_CALLS):
+                # Interleaved, in a rotating order: the table's growth and the machine's moods hit all alike.
+                for offset in range(len(variants)):
+                    index = (iteration + offset) % len(variants)
+                    empty_poll_queue()
+                    started = time.perf_counter()
+                    variants[index][1]()
+                    times[index].append(time.perf_counter() - started)
+    print(f"  {SUBMIT_CALLS} calls each, interleaved; AWS calls of one warm call")
+    for (label, _), values, measured in zip(variants, times, calls, strict=True):
+        p50, p99 = percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000
+        detail = ", ".join(f"{name} {count}" for name, count in sorted(measured.items()))
+        print(
+            f"  {label:40} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   {sum(measured.values())} calls ({detail})"
+        )
+
+    def versus(label: str, slower: int, faster: int) -> None:
+        parts = []
+        for name, fraction in (("p50", 0.5), ("p99", 0.99)):
+            high, low = percentile(times[slower], fraction), percentile(times[faster], fraction)
+            parts.append(f"{name} {(high - low) * 1000:+6.2f} ms ({high / low:.2f}x)")
+        print(f"  {label:40} {'   '.join(parts)}")
+
+    print("  extra cost:")
+    versus("the transaction, raw: (a') vs (a)", 1, 0)
+    versus("submit now vs before: (b) vs (a)", 2, 0)
+    versus("with an Idempotency-Key: (c) vs (a)", 3, 0)
+    versus("the idempotency record: (c) vs (b)", 3, 2)
+    versus("the framework: (b) vs (a')", 2, 1)
+    print(
+        "  (moto in-process: the CPU of botocore and moto, no network. On DynamoDB a transactional write"
+        " costs 2 WCU per item-KB, a PutItem 1.)"
+    )
+
+
+def account_limits(_: SimProviderServer) -> None:
+    if not bench_account_limits():
+        FAILURES.append(7)
+
+
+FAILURES: list[int] = []
+SECTIONS: dict[int, Callable[[SimProviderServer], None]] = {
+    1: bench_submit,
+    2: lambda _: bench_imports(),
+    3: bench_lifecycle,  # section 4 too: they share one stack
+    5: lambda _: bench_local_stack(),
+    6: bench_account_cost,
+    7: account_limits,
+}
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "sections",
+        nargs="*",
+        type=int,
+        metavar="SECTION",
+        help=f"sections to run, of {', '.join(map(str, SECTIONS))} (default: all; 3 runs 3 and 4)",
+    )
+    selected = parser.parse_args().sections or sorted(SECTIONS)
+    if unknown := set(selected) - set(SECTIONS):
+        parser.error(f"no section {', '.join(map(str, sorted(unknown)))}")
     print(f"asyncgate bench on Python {sys.version.split()[0]}, {os.cpu_count()} cores; moto in-process")
     with SimProviderServer() as sim:
-        bench_submit(sim)
-        bench_imports()
-        bench_lifecycle(sim)
-    bench_local_stack()
+        for section in sorted(set(selected)):
+            SECTIONS[section](sim)
+    if FAILURES:
+        print(f"\nFAIL: section(s) {', '.join(map(str, FAILURES))}")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

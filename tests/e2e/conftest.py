@@ -14,11 +14,16 @@ from asyncgate_dev.devprocess import DevProcess, free_port
 
 # Small enough that SQS redrive (visibility timeout x maxReceiveCount) takes seconds, not an hour.
 TIME_SCALE = 0.005
+AUTH_CACHE_SECONDS = 1.0
 ACME_WEBHOOK_SECRET = "whsec_YWNtZS1lMmUtc2lnbmluZy1zZWNyZXQh"
 TENANTS = [
     {"tenant": "acme", "apiKey": "acme-key", "webhookSecret": ACME_WEBHOOK_SECRET},
     {"tenant": "globex", "apiKey": "globex-key"},
     {"tenant": "acme", "apiKey": "acme-reader", "scopes": ["execution:read"]},
+    # For the exact queue limit and credit checks: a small limit, and credits for exactly 30 sim-videos.
+    {"tenant": "limited", "apiKey": "limited-key", "queueLimit": 50},
+    {"tenant": "thrifty", "apiKey": "thrifty-key", "credits": 300},
+    {"tenant": "racer", "apiKey": "racer-key"},
 ]
 
 
@@ -41,7 +46,8 @@ def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         tmp / "dev.log",
         "--port", str(free_port()), "--time-scale", str(TIME_SCALE), "--tenants", str(tenants),
         # The sweeper's grace is real time (it must outlast a slow function); short here to test it.
-        env={"SWEEP_GRACE_SECONDS": "3"},
+        # The key cache too (30 s in AWS): a revoked key must be refused within it (test_admin).
+        env={"SWEEP_GRACE_SECONDS": "3", "AUTH_CACHE_SECONDS": str(AUTH_CACHE_SECONDS)},
     )  # fmt: skip
     try:
         yield DevStack(dev=dev, url=dev.wait_ready())

@@ -38,16 +38,23 @@ def _account(stack: DevStack, headers: dict[str, str]) -> dict[str, Any]:
     return account
 
 
-def _listed(stack: DevStack, headers: dict[str, str]) -> int:
-    count, cursor = 0, None
+def _listed(stack: DevStack, headers: dict[str, str]) -> list[str]:
+    ids: list[str] = []
+    cursor = None
     for _ in range(50):  # bounded: 50 pages of 100 is far more than these tests create
         params: dict[str, Any] = {"limit": 100, **({"cursor": cursor} if cursor else {})}
         page = requests.get(f"{stack.url}/v1/executions", params=params, headers=headers, timeout=30).json()
-        count += len(page["items"])
+        ids.extend(item["executionId"] for item in page["items"])
         cursor = page["nextCursor"]
         if cursor is None:
-            return count
+            return ids
     raise AssertionError("listing did not end")
+
+
+def _cancel_all(stack: DevStack, headers: dict[str, str]) -> None:
+    """Stop the long jobs, so they do not keep the shared stack busy polling for the other tests."""
+    for execution_id in _listed(stack, headers):
+        requests.post(f"{stack.url}/v1/executions/{execution_id}/cancel", headers=headers, timeout=30)
 
 
 def test_200_parallel_submits_against_a_limit_of_50_create_exactly_50(dev_stack: DevStack) -> None:
@@ -60,7 +67,8 @@ def test_200_parallel_submits_against_a_limit_of_50_create_exactly_50(dev_stack:
     account = _account(dev_stack, headers)
     assert account["liveExecutions"] == 50
     assert account["reservedCredits"] == 500
-    assert _listed(dev_stack, headers) == 50
+    assert len(_listed(dev_stack, headers)) == 50
+    _cancel_all(dev_stack, headers)
 
 
 def test_parallel_submits_spend_exactly_the_balance(dev_stack: DevStack) -> None:
@@ -70,6 +78,7 @@ def test_parallel_submits_spend_exactly_the_balance(dev_stack: DevStack) -> None
     assert statuses == {202: 30, 402: 70}, statuses
     account = _account(dev_stack, headers)
     assert (account["credits"], account["reservedCredits"], account["liveExecutions"]) == (0, 300, 30)
+    _cancel_all(dev_stack, headers)
 
 
 def test_one_idempotency_key_raced_from_many_clients_creates_one_execution(dev_stack: DevStack) -> None:

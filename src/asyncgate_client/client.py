@@ -106,8 +106,10 @@ class Client:
     """asyncgate's public API over HTTP.
 
     Safe requests (every GET, and submit, which always carries an Idempotency-Key) are retried up to
-    `max_retries` times on connection errors, timeouts and 502/503/504, with exponential backoff from
-    `backoff` seconds. Cancel and the webhook endpoint writes are sent once: repeating them is not safe.
+    `max_retries` times on connection errors, timeouts, 502/503/504, and a 409 IDEMPOTENCY_KEY_IN_USE
+    (an earlier try of the same submit still in flight), with exponential backoff from `backoff`
+    seconds, or after the answer's Retry-After when it has one. Cancel and the webhook endpoint writes
+    are sent once: repeating them is not safe.
     """
 
     def __init__(
@@ -308,13 +310,31 @@ class Client:
                 if attempt >= retries:
                     raise TransportError(url, _reason(exc)) from exc
             else:
-                if response.status_code not in _RETRY_STATUSES or attempt >= retries:
+                if not _worth_retrying(response) or attempt >= retries:
                     if not 200 <= response.status_code < 300:
                         raise ApiError.from_response(response)
                     return response
+                # The server's own hint, when it gives one, over our backoff.
+                hinted = _retry_after(response.headers)
+                if hinted is not None:
+                    time.sleep(min(hinted, 60.0))
+                    attempt += 1
+                    continue
             # Jitter keeps many clients that failed together from retrying together.
             time.sleep(self.backoff * 2**attempt * random.uniform(0.75, 1.25))  # noqa: S311
             attempt += 1
+
+
+def _worth_retrying(response: requests.Response) -> bool:
+    """A gateway hiccup, or an earlier try of this very request (same Idempotency-Key) still in flight."""
+    if response.status_code in _RETRY_STATUSES:
+        return True
+    if response.status_code != 409:
+        return False
+    try:
+        return bool(response.json()["error"]["code"] == "IDEMPOTENCY_KEY_IN_USE")
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 def _parse(model: type[M], response: requests.Response) -> M:

@@ -360,6 +360,28 @@ def test_submit_retries_a_503_with_the_same_idempotency_key(api: FakeApi, client
     }
 
 
+def test_submit_retries_while_its_first_try_is_in_flight(api: FakeApi, client: Client) -> None:
+    """A retried submit can find its first try still dispatching: 409 IDEMPOTENCY_KEY_IN_USE says to
+    come back after Retry-After, and the same key then gets the first try's answer."""
+    in_flight = envelope("IDEMPOTENCY_KEY_IN_USE", "still in flight")
+    api.on(
+        "POST",
+        "/v1/executions",
+        Answer(409, in_flight, {"Retry-After": "0"}),
+        Answer(202, accepted(), {"Location": EXECUTION_PATH, "Idempotent-Replayed": "true"}),
+    )
+    assert client.submit("sim-video", {}).execution_id == EXECUTION_ID
+    assert len({seen.headers["idempotency-key"] for seen in api.seen}) == 1
+    assert len(api.seen) == 2
+
+
+def test_other_conflicts_are_not_retried(api: FakeApi, client: Client) -> None:
+    api.on("POST", "/v1/executions", Answer(409, envelope("SOMETHING_ELSE", "no")))
+    with pytest.raises(ApiError):
+        client.submit("sim-video", {})
+    assert len(api.seen) == 1
+
+
 def test_submit_sends_the_callers_key_and_gives_up_after_its_retries(api: FakeApi) -> None:
     api.on("POST", "/v1/executions", Answer(503, envelope("SERVICE_UNAVAILABLE", "down")))
 

@@ -147,7 +147,7 @@ def _resolve(deps: Deps, key: str) -> Principal | None:
 
 
 def forget_principals() -> None:
-    """Drop cached keys (tests that revoke keys, and the local stack's admin commands)."""
+    """Drop cached keys, as a new container would start (tests that revoke keys)."""
     _principals.clear()
 
 

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from standardwebhooks import Webhook
@@ -26,96 +22,10 @@ from asyncgate_client import (
     WebhookVerificationError,
     verify_webhook,
 )
+from tests.fakes import Answer, FakeApi
 
 EXECUTION_ID = "0f6d3c0e-8c43-4a59-9d1e-3b8b1f2f6a10"
 EXECUTION_PATH = f"/v1/executions/{EXECUTION_ID}"
-
-
-@dataclass
-class Answer:
-    status: int = 200
-    # JSON-able; bytes go out as they are (a proxy's error page, say).
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]  # names lower-cased
-    body: Any
-    at: float  # time.monotonic() on arrival
-
-
-class FakeApi:
-    """A loopback HTTP server with scripted answers per (method, path); a script's last answer repeats."""
-
-    def __init__(self) -> None:
-        self.scripts: dict[tuple[str, str], list[Answer]] = {}
-        self.seen: list[Seen] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        # A short poll interval: shutdown() waits up to one interval, at every test's teardown.
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
-
-    def on(self, method: str, path: str, *answers: Answer) -> None:
-        self.scripts[(method, path)] = list(answers)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _next(self, seen: Seen) -> Answer:
-        with self._lock:
-            self.seen.append(seen)
-            script = self.scripts.get((seen.method, seen.path))
-            if not script:
-                return Answer(404, envelope("NOT_FOUND", f"no route {seen.method} {seen.path}"))
-            return script.pop(0) if len(script) > 1 else script[0]
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                url = urlsplit(self.path)
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                answer = api._next(
-                    Seen(
-                        method=self.command,
-                        path=url.path,
-                        query=dict(parse_qsl(url.query)),
-                        headers={name.lower(): value for name, value in self.headers.items()},
-                        body=json.loads(raw) if raw else None,
-                        at=time.monotonic(),
-                    )
-                )
-                if isinstance(answer.body, bytes):
-                    payload, content_type = answer.body, "text/html"
-                else:
-                    payload = b"" if answer.body is None else json.dumps(answer.body).encode()
-                    content_type = "application/json"
-                self.send_response(answer.status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_POST = do_GET
-            do_DELETE = do_GET
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Quiet: pytest shows the assertions, not an access log."""
-
-        return Handler
 
 
 def envelope(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:

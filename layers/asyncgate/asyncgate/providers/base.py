@@ -46,6 +46,8 @@ class ProviderJob(BaseModel):
 class PollResult(BaseModel):
     state: ProviderState
     progress: float | None = Field(default=None, ge=0.0, le=100.0)
+    # The job's place in the provider's queue while PENDING, where the provider tells it (0: next).
+    queue_position: int | None = Field(default=None, ge=0)
     outputs: list[Output] = Field(default_factory=list)
     raw: dict[str, Any] = Field(default_factory=dict)
     error_message: str | None = None
@@ -67,7 +69,19 @@ class ProviderRejected(ProviderError):
 
 
 class ProviderUnavailable(ProviderError):
-    """A transient failure (5xx, timeout, connection error): worth retrying within the error budget."""
+    """A transient failure (429, 5xx, timeout, connection error): worth retrying within the error
+    budget, not before `retry_after` seconds when the provider said so (a rate limit's Retry-After)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, body=body)
+        self.retry_after = retry_after
 
 
 class Provider(Protocol):

@@ -2,33 +2,48 @@
 
 An adapter's module (and its HTTP stack) is imported the first time that provider is used, so the
 functions that never call a provider (status, list, models, cancel) do not pay for it at cold start.
+Every real provider's module offers `build(api_key, base_url) -> Provider`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cache
 from importlib import import_module
 
 from asyncgate.providers.base import Provider
-from asyncgate.settings import Settings, get_settings
+from asyncgate.providers.connections import CONNECTIONS
+from asyncgate.settings import get_settings
 
 
 class UnknownProvider(LookupError):
     pass
 
 
-def _sim(settings: Settings) -> Provider:
-    adapter: Provider = import_module("asyncgate.providers.sim").SimProvider(settings.sim_provider_url)
-    return adapter
+class ProviderNotConfigured(LookupError):
+    """The provider's API key is not configured in this deployment."""
+
+    def __init__(self, provider: str, key_variable: str) -> None:
+        super().__init__(f"provider {provider!r} is not configured: set {key_variable}")
+        self.key_variable = key_variable
 
 
-_FACTORIES: dict[str, Callable[[Settings], Provider]] = {"sim": _sim}
+def check_configured(provider: str) -> None:
+    """Raises ProviderNotConfigured for a real provider without a key (the simulated one needs none)."""
+    connection = CONNECTIONS.get(provider)
+    if connection is not None and not connection.configured():
+        raise ProviderNotConfigured(provider, connection.key_variable)
 
 
 @cache
 def provider_for(name: str) -> Provider:
-    factory = _FACTORIES.get(name)
-    if factory is None:
+    if name == "sim":
+        sim: Provider = import_module("asyncgate.providers.sim").SimProvider(get_settings().sim_provider_url)
+        return sim
+    connection = CONNECTIONS.get(name)
+    if connection is None:
         raise UnknownProvider(name)
-    return factory(get_settings())
+    key = connection.api_key()
+    if not key:
+        raise ProviderNotConfigured(name, connection.key_variable)
+    adapter: Provider = import_module(f"asyncgate.providers.{name}").build(key, connection.base_url())
+    return adapter

@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 from urllib.parse import quote
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from asyncgate.providers.base import (
     Output,
@@ -16,8 +14,8 @@ from asyncgate.providers.base import (
     ProviderJob,
     ProviderRejected,
     ProviderState,
-    ProviderUnavailable,
 )
+from asyncgate.providers.http import ProviderHttp
 
 # (connect, read): a little over a TCP retransmit window to connect; the sim answers at once.
 TIMEOUT = (3.05, 10.0)
@@ -32,82 +30,44 @@ STATES: dict[str, ProviderState] = {
 }
 
 
-@cache
-def _default_session() -> requests.Session:
-    """One connection pool per container, reused across invocations."""
-    session = requests.Session()
-    # No transport retries: a re-sent submit could start (and bill) a second job, and the workflow's
-    # poll error budget already decides when to try again.
-    adapter = HTTPAdapter(max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
 class SimProvider:
     name = "sim"
 
     def __init__(self, base_url: str, session: requests.Session | None = None) -> None:
-        self._base_url = base_url.rstrip("/")
-        self._session = session or _default_session()
+        self._http = ProviderHttp("simulated provider", base_url, {}, session=session, timeout=TIMEOUT)
 
     def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
         response = self._call(
             "POST", "/v1/jobs", {"model": provider_model, "input": input, "reference": execution_id}
         )
         if not 200 <= response.status_code < 300:
+            # Any refusal of a submit is final: a retried submit could start a second job.
             raise ProviderRejected(
                 f"simulated provider refused the submit: HTTP {response.status_code}",
                 status=response.status_code,
                 body=response.text,
             )
-        try:
-            job_id = response.json()["id"]
-        except (ValueError, KeyError, TypeError) as error:
-            raise _malformed(response, "submit") from error
+        job_id = self._http.json(response, "submit").get("id")
         if not isinstance(job_id, str) or not job_id:
-            raise _malformed(response, "submit")
+            raise self._http.malformed(response, "submit")
         return ProviderJob(provider_request_id=job_id)
 
     def poll(self, provider_request_id: str) -> PollResult:
         response = self._call("GET", f"/v1/jobs/{quote(provider_request_id, safe='')}")
-        _raise_for_status(response, "poll")
+        body = self._http.json(response, "poll")
         try:
-            return _poll_result(response.json())
+            return _poll_result(body)
         except (ValueError, KeyError, TypeError) as error:
-            raise _malformed(response, "poll") from error
+            raise self._http.malformed(response, "poll") from error
 
     def cancel(self, provider_request_id: str) -> None:
         response = self._call("POST", f"/v1/jobs/{quote(provider_request_id, safe='')}/cancel")
-        _raise_for_status(response, "cancel")
+        self._http.checked(response, "cancel")
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> requests.Response:
-        if not self._base_url:
+        if not self._http.base_url:
             raise ProviderRejected(NOT_CONFIGURED)
-        try:
-            # No redirects: requests would turn a redirected POST into a GET.
-            return self._session.request(
-                method, self._base_url + path, json=body, timeout=TIMEOUT, allow_redirects=False
-            )
-        except (
-            requests.ConnectionError,
-            requests.Timeout,
-            requests.exceptions.ChunkedEncodingError,
-        ) as error:
-            raise ProviderUnavailable(f"simulated provider unreachable: {error}") from error
-        except requests.RequestException as error:
-            # An invalid URL and the like: a configuration fault that no retry would mend.
-            raise ProviderRejected(f"simulated provider request failed: {error}") from error
-
-
-def _raise_for_status(response: requests.Response, call: str) -> None:
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    message = f"simulated provider answered HTTP {status} to {call}"
-    if status >= 500 or status == 429:
-        raise ProviderUnavailable(message, status=status, body=response.text)
-    raise ProviderRejected(message, status=status, body=response.text)
+        return self._http.request(method, path, json=body)
 
 
 def _poll_result(body: dict[str, Any]) -> PollResult:
@@ -123,12 +83,4 @@ def _poll_result(body: dict[str, Any]) -> PollResult:
         error_message=error.get("message") if isinstance(error, dict) else None,
         # The sim always promises at least one output; "succeeded" without any means it lost them.
         incomplete=state is ProviderState.SUCCEEDED and not outputs,
-    )
-
-
-def _malformed(response: requests.Response, call: str) -> ProviderRejected:
-    return ProviderRejected(
-        f"simulated provider answered {call} with an unexpected body",
-        status=response.status_code,
-        body=response.text,
     )

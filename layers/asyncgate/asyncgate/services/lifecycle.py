@@ -171,11 +171,13 @@ def step(deps: Deps, execution: Execution, spec: ModelSpec, *, now: datetime) ->
         errors = execution.consecutive_errors + 1
         if errors > spec.poll_error_budget:
             return finish(Event.UNREACHABLE, failure=_failure(error), cancel_sent=cancel_sent)
+        # A rate limit's Retry-After is the provider's own word on when to come back: never sooner.
+        delay = max(error_retry_delay(errors, deps.rng), error.retry_after or 0.0)
         return finish(
             Event.PROGRESSED,
             consecutive_errors=errors,
             cancel_sent=cancel_sent,
-            **_rescheduled(deps, now, error_retry_delay(errors, deps.rng)),
+            **_rescheduled(deps, now, delay),
         )
     except ProviderRejected as error:
         return finish(Event.PROVIDER_FAILED, failure=_failure(error), cancel_sent=cancel_sent)

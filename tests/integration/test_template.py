@@ -236,8 +236,20 @@ def test_functions_get_least_privilege_table_access(template: dict[str, Any]) ->
 
     for reader in ("StatusFunction", "ListExecutionsFunction", "ModelsFunction"):
         assert policy_names(reader) == {"DynamoDBReadPolicy"}, reader
-    for writer in ("SubmitFunction", "CancelFunction", "PollTickFunction", "SweeperFunction"):
+    for writer in ("CancelFunction", "SweeperFunction"):
         assert policy_names(writer) == {"DynamoDBCrudPolicy", "SQSSendMessagePolicy"}, writer
+    # The two that call providers may also read their keys, and only keys named under asyncgate/.
+    for caller in ("SubmitFunction", "PollTickFunction"):
+        assert policy_names(caller) == {"DynamoDBCrudPolicy", "SQSSendMessagePolicy", "Statement"}, caller
+        [keys] = [
+            p["Statement"]
+            for p in template["Resources"][caller]["Properties"]["Policies"]
+            if "Statement" in p
+        ]
+        assert [(s["Action"], s["Resource"]["Fn::Sub"].split("}:")[-1]) for s in keys] == [
+            ("ssm:GetParameter", "parameter/asyncgate/*"),
+            ("secretsmanager:GetSecretValue", "secret:asyncgate/*"),
+        ]
     assert policy_names("WebhooksFunction") == {"DynamoDBCrudPolicy"}
     assert policy_names("WebhookRedeliverFunction") == {"DynamoDBCrudPolicy", "StepFunctionsExecutionPolicy"}
     assert policy_names("NotFoundFunction") == set()

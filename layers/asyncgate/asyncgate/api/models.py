@@ -226,6 +226,8 @@ class ModelView(WireModel):
     expected_duration_seconds: Number
     max_duration_seconds: Number
     price: CostView
+    # The JSON Schema `input` must satisfy (submit answers 422 otherwise); null when any object goes.
+    input_schema: dict[str, Any] | None
 
     @classmethod
     def of(cls, spec: ModelSpec) -> ModelView:
@@ -237,6 +239,7 @@ class ModelView(WireModel):
             expected_duration_seconds=spec.expected_duration_seconds,
             max_duration_seconds=spec.max_duration_seconds,
             price=CostView(credits=spec.price.credits),
+            input_schema=spec.input_schema,
         )
 
 

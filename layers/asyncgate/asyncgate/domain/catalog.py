@@ -7,7 +7,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from asyncgate.domain.schedule import PollPlan
@@ -18,6 +18,21 @@ Number = int | float
 
 class Price(BaseModel):
     credits: Number = Field(ge=0)
+
+
+class ProviderDefaults(BaseModel):
+    """What a pass-through model id (`<provider>/<provider's model id>`, e.g. `replicate/owner/name`) is
+    given: any model of a configured provider is reachable without a catalog entry of its own."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
+
+    is_async: bool = Field(default=True, alias="async")
+    cancel: bool
+    expected_duration_seconds: Number = Field(gt=0)
+    max_duration_seconds: Number = Field(gt=0)
+    price: Price
+    dispatch: Literal["inline", "queued"] = "inline"
+    poll_error_budget: int = Field(default=5, ge=0)
 
 
 class ModelSpec(BaseModel):
@@ -35,7 +50,35 @@ class ModelSpec(BaseModel):
     dispatch: Literal["inline", "queued"] = "inline"
     # Consecutive transient provider errors tolerated before the execution fails PROVIDER_UNREACHABLE.
     poll_error_budget: int = Field(default=5, ge=0)
+    # A JSON Schema (2020-12) the model's `input` must satisfy: checked at submit (422), and checked itself
+    # when the catalog loads, so a broken schema fails the deployment rather than a request.
     input_schema: dict[str, Any] | None = None
+
+    @field_validator("input_schema")
+    @classmethod
+    def _valid_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is not None:
+            from jsonschema import Draft202012Validator  # noqa: PLC0415 - only catalogs with schemas pay
+
+            Draft202012Validator.check_schema(schema)
+        return schema
+
+    def input_errors(self, input: dict[str, Any]) -> list[dict[str, str]]:
+        """Where `input` breaks the model's schema (the contract's `details.errors`), none without one."""
+        if self.input_schema is None:
+            return []
+        from jsonschema import Draft202012Validator  # noqa: PLC0415
+
+        validator = Draft202012Validator(self.input_schema)
+        return [
+            {
+                "field": ".".join(["body", "input", *(str(part) for part in error.absolute_path)]),
+                "message": error.message,
+            }
+            for error in sorted(
+                validator.iter_errors(input), key=lambda error: list(map(str, error.absolute_path))
+            )
+        ]
 
     @property
     def poll_plan(self) -> PollPlan:
@@ -46,9 +89,18 @@ class ModelSpec(BaseModel):
 
 class Catalog(BaseModel):
     models: list[ModelSpec]
+    providers: dict[str, ProviderDefaults] = Field(default_factory=dict)
 
     def get(self, model: str) -> ModelSpec | None:
-        return next((spec for spec in self.models if spec.model == model), None)
+        """The named model, else a pass-through id `<provider>/<provider model>` of a listed provider."""
+        named = next((spec for spec in self.models if spec.model == model), None)
+        if named is not None:
+            return named
+        provider, _, provider_model = model.partition("/")
+        defaults = self.providers.get(provider)
+        if defaults is None or not provider_model:
+            return None
+        return ModelSpec(model=model, provider=provider, provider_model=provider_model, **dict(defaults))
 
 
 @cache

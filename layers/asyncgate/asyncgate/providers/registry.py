@@ -27,11 +27,16 @@ class ProviderNotConfigured(LookupError):
         self.key_variable = key_variable
 
 
-def check_configured(provider: str) -> None:
-    """Raises ProviderNotConfigured for a real provider without a key (the simulated one needs none)."""
+def is_configured(provider: str) -> bool:
+    """Whether the provider can be called here: a real one needs its key (the simulated one none)."""
     connection = CONNECTIONS.get(provider)
-    if connection is not None and not connection.configured():
-        raise ProviderNotConfigured(provider, connection.key_variable)
+    return connection is None or connection.configured()
+
+
+def check_configured(provider: str) -> None:
+    """Raises ProviderNotConfigured for a real provider without a key."""
+    if not is_configured(provider):
+        raise ProviderNotConfigured(provider, CONNECTIONS[provider].key_variable)
 
 
 @cache

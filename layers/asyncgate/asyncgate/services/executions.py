@@ -32,9 +32,11 @@ from asyncgate.errors import (
     InsufficientCredits,
     ProviderSubmitFailed,
     QueueLimitExceeded,
+    UnknownModel,
     ValidationFailed,
 )
 from asyncgate.observability import logger, metrics
+from asyncgate.providers.registry import ProviderNotConfigured, check_configured
 from asyncgate.services.deps import Deps
 from asyncgate.services.lifecycle import arm_tick, commit, dispatch
 from asyncgate.services.webhooks import checked_webhook_url
@@ -85,11 +87,21 @@ def submit(deps: Deps, principal: Principal, command: SubmitCommand) -> SubmitOu
     and its idempotency record are one transaction, then the job is dispatched (inline) or its first
     tick sent. A retried key answers the first answer again."""
     spec = deps.spec(command.model)
+    try:
+        check_configured(spec.provider)
+    except ProviderNotConfigured as missing:
+        raise UnknownModel(
+            f"model {spec.model!r} is not available: its provider {spec.provider!r} has no API key "
+            f"configured ({missing.key_variable})",
+            details={"model": spec.model, "provider": spec.provider},
+        ) from None
     if not spec.is_async:
         raise AsyncNotSupported(
             f"model {spec.model!r} is sync-only at its provider and cannot run as an async execution",
             details={"model": spec.model},
         )
+    if errors := spec.input_errors(dict(command.input)):
+        raise ValidationFailed(f"input does not match the schema of {spec.model}", errors)
     if command.webhook_url is not None:
         checked_webhook_url(deps, command.webhook_url)
     now = deps.clock()

@@ -1,0 +1,106 @@
+"""The catalog as data: input schemas (422), pass-through model ids, providers without a key, sync-only
+models, and a provider's rate limit honoured by the poll schedule."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from asyncgate.domain.execution import new_execution
+from asyncgate.domain.status import Status
+from asyncgate.providers.base import PollResult, ProviderJob, ProviderUnavailable
+from asyncgate.services.deps import default_deps
+from asyncgate.services.lifecycle import step
+from tests.integration.driver import Gateway
+
+
+def _error(answer: Any) -> dict[str, Any]:
+    error: dict[str, Any] = answer.json()["error"]
+    return error
+
+
+def test_input_breaking_the_models_schema_is_422_and_creates_nothing(gateway: Gateway) -> None:
+    answer = gateway.submit(sim={"durationSeconds": -1, "colour": "red"})
+    assert answer.status == 422
+    assert _error(answer)["code"] == "VALIDATION_ERROR"
+    assert [error["field"] for error in _error(answer)["details"]["errors"]] == [
+        "body.input.sim",
+        "body.input.sim.durationSeconds",
+    ]
+    assert gateway.call("list_executions").json()["items"] == []
+    assert gateway.call("account").json()["liveExecutions"] == 0
+
+
+def test_a_provider_without_a_key_offers_no_model(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REPLICATE_API_TOKEN", raising=False)
+    monkeypatch.delenv("REPLICATE_API_TOKEN_PARAMETER", raising=False)
+    answer = gateway.submit(model="replicate/black-forest-labs/flux-schnell")
+    assert answer.status == 400
+    assert _error(answer)["code"] == "UNKNOWN_MODEL"
+    assert "REPLICATE_API_TOKEN" in _error(answer)["message"]
+    unknown = gateway.submit(model="nowhere/some-model")
+    assert _error(unknown)["code"] == "UNKNOWN_MODEL"
+    assert "not in the catalog" in _error(unknown)["message"]
+
+
+def test_models_lists_what_can_run_here_with_input_schemas(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("FAL_KEY", "KIE_API_KEY", "OPENAI_API_KEY", "FAL_KEY_PARAMETER"):
+        monkeypatch.delenv(variable, raising=False)
+    listed = {item["model"]: item for item in gateway.call("models").json()["items"]}
+    assert set(listed) == {"sim-video", "sim-image", "sim-chat"}
+    assert listed["sim-video"]["inputSchema"]["properties"]["sim"]["type"] == "object"
+    assert listed["sim-chat"]["inputSchema"] is None
+    monkeypatch.setenv("FAL_KEY", "fal-test-key")
+    listed = {item["model"]: item for item in gateway.call("models").json()["items"]}
+    assert listed["flux-schnell"]["provider"] == "fal"
+    assert listed["flux-schnell"]["inputSchema"]["required"] == ["prompt"]
+
+
+def test_a_configured_providers_models_are_checked_before_any_call(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A closed loopback port: were the provider called, the submit would fail differently.
+    monkeypatch.setenv("FAL_KEY", "fal-test-key")
+    monkeypatch.setenv("ASYNCGATE_FAL_URL", "http://127.0.0.1:9")
+    missing_prompt = gateway.call("submit", body={"model": "flux-schnell", "input": {}})
+    assert missing_prompt.status == 422
+    assert _error(missing_prompt)["details"]["errors"][0]["message"] == "'prompt' is a required property"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    sync_only = gateway.call("submit", body={"model": "gpt-image-1", "input": {"prompt": "a fox"}})
+    assert sync_only.status == 400
+    assert _error(sync_only)["code"] == "ASYNC_NOT_SUPPORTED"
+
+
+class RateLimited:
+    """A provider whose status endpoint answers 429 with Retry-After: 120."""
+
+    name = "limited"
+
+    def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
+        return ProviderJob(provider_request_id="job-1")
+
+    def poll(self, provider_request_id: str) -> PollResult:
+        raise ProviderUnavailable("limited answered HTTP 429 to poll", status=429, retry_after=120)
+
+    def cancel(self, provider_request_id: str) -> None:
+        raise AssertionError("not called")
+
+
+def test_a_rate_limits_retry_after_sets_the_next_poll(gateway: Gateway) -> None:
+    deps = dataclasses.replace(default_deps(), providers=lambda _: RateLimited())
+    spec = deps.spec("sim-video")
+    now = deps.clock()
+    running = new_execution(
+        execution_id="5f0c7c55-0000-4000-8000-000000000001", tenant="tenant-a", spec=spec, input={},
+        metadata={}, webhook_url=None, webhook_events=None, now=now, first_tick_at=now, dispatching=False,
+    )  # fmt: skip
+    running = running.model_copy(update={"status": Status.RUNNING, "provider_request_id": "job-1"})
+    after = step(deps, running, spec, now=now)
+    assert after.consecutive_errors == 1
+    assert after.next_poll_at is not None
+    assert after.next_poll_at - now >= deps.scaled(120) - timedelta(milliseconds=1)

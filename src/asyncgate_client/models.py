@@ -92,6 +92,7 @@ class Execution(WireModel):
     model: str
     status: Status
     progress: float | None = None
+    queue_position: int | None = None
     created_at: Timestamp
     started_at: Timestamp | None = None
     completed_at: Timestamp | None = None

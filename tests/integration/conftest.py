@@ -24,7 +24,7 @@ def sim_server() -> Iterator[SimProviderServer]:
         yield server
 
 
-def _forget_container_state() -> None:
+def forget_container_state() -> None:
     """What a fresh Lambda container would not have: cached settings, clients, adapters and keys."""
     get_settings.cache_clear()
     default_deps.cache_clear()
@@ -40,7 +40,7 @@ def gateway(
     # Scheduled waits shrink 50x so a lifecycle takes seconds; SQS still rounds each hop up to 1 s.
     monkeypatch.setenv("TIME_SCALE", "0.02")
     monkeypatch.setenv("SWEEP_GRACE_SECONDS", "2")
-    _forget_container_state()
+    forget_container_state()
     settings = get_settings()
     deps = default_deps()
     for tenant in ("tenant-a", "tenant-b"):
@@ -50,4 +50,4 @@ def gateway(
     issue_key(deps, "tenant-a", frozenset({Scope.EXECUTION_READ}), api_key=KEY_A_READ_ONLY)
     poll_tick_timeout = aws_stack.functions()["PollTickFunction"].timeout
     yield Gateway(boto3.client("sqs"), settings.poll_queue_url, poll_tick_timeout)
-    _forget_container_state()
+    forget_container_state()

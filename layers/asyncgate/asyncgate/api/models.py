@@ -154,6 +154,8 @@ class ExecutionView(WireModel):
     model: str
     status: Status
     progress: float | None
+    # The job's place in the provider's queue while it waits there (fal, Kie.ai), else null.
+    queue_position: int | None
     created_at: Timestamp
     started_at: Timestamp | None
     completed_at: Timestamp | None

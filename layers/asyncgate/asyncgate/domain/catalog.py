@@ -88,8 +88,13 @@ class ModelSpec(BaseModel):
 
 
 class Catalog(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
     models: list[ModelSpec]
     providers: dict[str, ProviderDefaults] = Field(default_factory=dict)
+    # Providers described rather than coded, by name: each a declarative adapter's description
+    # (asyncgate.providers.declarative.DeclarativeSpec), read when the provider is first used.
+    http_providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def get(self, model: str) -> ModelSpec | None:
         """The named model, else a pass-through id `<provider>/<provider model>` of a listed provider."""

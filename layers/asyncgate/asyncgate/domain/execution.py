@@ -85,6 +85,8 @@ class Execution(BaseModel):
     version: int = 1
     input: dict[str, Any] = Field(default_factory=dict)
     progress: float | None = None
+    # The job's place in the provider's queue, while the provider says it waits in one.
+    queue_position: int | None = None
     created_at: datetime
     started_at: datetime | None = None
     completed_at: datetime | None = None
@@ -195,7 +197,12 @@ def advance(
         "updated_at": now,
     }
     if status.terminal:
-        update |= {"completed_at": now, "cleanup_after": now + retention, "next_poll_at": None}
+        update |= {
+            "completed_at": now,
+            "cleanup_after": now + retention,
+            "next_poll_at": None,
+            "queue_position": None,
+        }
         # What succeeded costs what was reserved for it at submit; nothing else is charged.
         update["cost"] = Cost(credits=execution.reserved_credits if status is Status.SUCCEEDED else 0)
         if status is Status.SUCCEEDED:

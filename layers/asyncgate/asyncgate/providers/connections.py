@@ -19,12 +19,13 @@ KEY_CACHE_SECONDS = 300
 @dataclass(frozen=True)
 class Connection:
     provider: str
-    key_variable: str
+    # None: the provider takes no key (a declarative provider may not).
+    key_variable: str | None
     default_url: str
 
     @property
     def url_variable(self) -> str:
-        return f"ASYNCGATE_{self.provider.upper()}_URL"
+        return f"ASYNCGATE_{self.provider.upper().replace('-', '_')}_URL"
 
     @property
     def parameter_variable(self) -> str:
@@ -35,9 +36,13 @@ class Connection:
 
     def configured(self, environ: Mapping[str, str] = os.environ) -> bool:
         """Whether a key is configured (without fetching it: the catalog asks on every submit)."""
+        if self.key_variable is None:
+            return True
         return bool(environ.get(self.key_variable) or environ.get(self.parameter_variable))
 
     def api_key(self, environ: Mapping[str, str] = os.environ) -> str | None:
+        if self.key_variable is None:
+            return None
         if key := environ.get(self.key_variable):
             return key
         name = environ.get(self.parameter_variable)

@@ -234,6 +234,7 @@ def _after_poll(
     return finish(
         Event.PROGRESSED,
         progress=polled.progress if polled.progress is not None else execution.progress,
+        queue_position=polled.queue_position if polled.state is ProviderState.PENDING else None,
         result=result or execution.result,
         **_rescheduled(deps, now, delay),
     )

@@ -1,0 +1,167 @@
+"""Replicate's adapter: the provider port over Replicate's HTTP API (https://replicate.com/docs/reference/http).
+
+- Submit: `POST /v1/models/{owner}/{name}/predictions` with `{"input": ...}` for a model named
+  `owner/name` (an official model, or any model's latest version); `POST /v1/predictions` with
+  `{"version": ..., "input": ...}` for a pinned version, `owner/name:<version id>` or a bare 64-hex
+  version id. No `Prefer: wait` header: the default (asynchronous) mode answers at once with a prediction
+  in `starting`. Replicate documents no idempotency key or client reference, so the execution id is not
+  sent; the submit is never retried.
+- Poll: `GET /v1/predictions/{id}`. Cancel: `POST /v1/predictions/{id}/cancel`. Both on the base URL
+  (not the absolute `urls.get`/`urls.cancel` of the answer) so `ASYNCGATE_REPLICATE_URL` points every
+  call at a fake or a proxy.
+- `output` is whatever the model returns (a URL string, a list growing while `processing`, an object,
+  text): every http(s) URL found in it is an output, in order, with a content type guessed from the
+  URL's extension (Replicate gives none). Text and other non-URL outputs stay in `raw` only.
+- Progress comes from the last tqdm-style line of `logs` (`45%|████     | 9/20 [...]`), the format
+  Replicate's own JavaScript client parses (`parseProgressFromLogs`); no such line, no progress.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from asyncgate.providers.base import (
+    PollResult,
+    ProviderJob,
+    ProviderRejected,
+    ProviderState,
+)
+from asyncgate.providers.http import ProviderHttp
+from asyncgate.providers.outputs import output as output_for
+from asyncgate.providers.outputs import tqdm_progress
+
+# https://replicate.com/docs/topics/predictions/lifecycle ("Prediction statuses").
+DOCUMENTED_STATUSES: tuple[str, ...] = (
+    "starting",
+    "processing",
+    "succeeded",
+    "failed",
+    "canceled",
+    "aborted",
+)
+
+# Replicate's status vocabulary, the only place it is translated.
+STATES: dict[str, ProviderState] = {
+    # Booting a worker (a cold boot) or waiting for one: not running the model yet.
+    "starting": ProviderState.PENDING,
+    "processing": ProviderState.RUNNING,
+    "succeeded": ProviderState.SUCCEEDED,
+    "failed": ProviderState.FAILED,
+    # Cancelled by its creator (asyncgate's cancel, or the owner in Replicate's dashboard).
+    "canceled": ProviderState.CANCELLED,
+    # The prediction's deadline passed before it started. asyncgate sets no deadline (`Cancel-After`),
+    # so this is not a cancellation anyone here asked for: a failure, with a message saying why.
+    "aborted": ProviderState.FAILED,
+}
+
+ABORTED_MESSAGE = "Replicate aborted the prediction: its deadline passed before it started"
+
+# A version id: 64 lowercase hex digits (a SHA-256 of the model image).
+_VERSION_ID = re.compile(r"[0-9a-f]{64}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# tqdm's progress bar, as Replicate's JavaScript client reads it: "76%|█████    | 7568/10000 [...]".
+
+
+class ReplicateProvider:
+    name = "replicate"
+
+    def __init__(self, api_token: str, base_url: str, session: requests.Session | None = None) -> None:
+        self._http = ProviderHttp(
+            "Replicate", base_url, {"Authorization": f"Bearer {api_token}"}, session=session
+        )
+
+    def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
+        path, body = _create_request(provider_model, input)
+        response = self._http.request("POST", path, json=body)
+        prediction_id = self._http.json(response, "submit").get("id")
+        if not isinstance(prediction_id, str) or not prediction_id:
+            raise self._http.malformed(response, "submit")
+        return ProviderJob(provider_request_id=prediction_id)
+
+    def poll(self, provider_request_id: str) -> PollResult:
+        response = self._http.request("GET", _prediction_path(provider_request_id))
+        body = self._http.json(response, "poll")
+        try:
+            return poll_result(body)
+        except (ValueError, KeyError, TypeError) as error:
+            raise self._http.malformed(response, "poll") from error
+
+    def cancel(self, provider_request_id: str) -> None:
+        response = self._http.request("POST", _prediction_path(provider_request_id) + "/cancel")
+        self._http.checked(response, "cancel")
+
+
+def build(api_key: str, base_url: str) -> ReplicateProvider:
+    return ReplicateProvider(api_key, base_url)
+
+
+def _create_request(provider_model: str, input: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The create call for a provider model id: `owner/name`, `owner/name:<version>` or `<version>`."""
+    model, _, version = provider_model.partition(":")
+    if not version and _VERSION_ID.fullmatch(model):
+        return "/v1/predictions", {"version": model, "input": input}
+    owner, _, name = model.partition("/")
+    if not (_NAME.fullmatch(owner) and _NAME.fullmatch(name)):
+        raise ProviderRejected(
+            f"not a Replicate model: {provider_model!r} (expected owner/name or owner/name:version)"
+        )
+    if not version:
+        return f"/v1/models/{owner}/{name}/predictions", {"input": input}
+    if not _VERSION_ID.fullmatch(version):
+        raise ProviderRejected(f"not a Replicate version id: {version!r} (expected 64 hex digits)")
+    return "/v1/predictions", {"version": version, "input": input}
+
+
+def _prediction_path(prediction_id: str) -> str:
+    if not prediction_id:
+        raise ProviderRejected("empty Replicate prediction id")
+    return f"/v1/predictions/{quote(prediction_id, safe='')}"
+
+
+def poll_result(body: dict[str, Any]) -> PollResult:
+    """A prediction object in the port's words. Raises KeyError, TypeError or ValueError (pydantic's
+    too) when the body is not one: an unknown status among them."""
+    status = body["status"]
+    if not isinstance(status, str):
+        raise TypeError("status is not a string")
+    state = STATES[status]
+    output = body.get("output")
+    outputs = [output_for(url) for url in _urls(output)]
+    return PollResult(
+        state=state,
+        progress=100.0 if state is ProviderState.SUCCEEDED else logs_progress(body.get("logs")),
+        outputs=outputs,
+        raw=body,
+        error_message=_error_message(status, body.get("error")),
+        incomplete=state is ProviderState.SUCCEEDED and _empty(output),
+    )
+
+
+def _error_message(status: str, error: Any) -> str | None:
+    if error is not None and error != "":
+        return error if isinstance(error, str) else str(error)
+    return ABORTED_MESSAGE if status == "aborted" else None
+
+
+def _empty(output: Any) -> bool:
+    return output is None or output in ("", [], {})
+
+
+def _urls(output: Any) -> list[str]:
+    """Every http(s) URL in a model's output (a string, a list, an object, nested), in order."""
+    if isinstance(output, str):
+        return [output] if urlsplit(output).scheme in ("http", "https") else []
+    if isinstance(output, list):
+        return [url for item in output for url in _urls(item)]
+    if isinstance(output, dict):
+        return [url for item in output.values() for url in _urls(item)]
+    return []
+
+
+def logs_progress(logs: Any) -> float | None:
+    """The percentage of the last tqdm progress line in the prediction's logs, or None."""
+    return tqdm_progress([logs]) if isinstance(logs, str) else None

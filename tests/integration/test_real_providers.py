@@ -1,0 +1,112 @@
+"""A real provider's adapter behind the whole gateway (fal, faked on loopback from its documented
+answers): the catalog's model, the key and base-URL conventions, queue position, outputs, credits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asyncgate.providers.registry import provider_for
+from asyncgate.settings import DEFAULT_CATALOG
+from asyncgate_dev.simprovider import SimProviderServer
+from tests.fakes import Answer, FakeApi
+from tests.integration.conftest import forget_container_state
+from tests.integration.driver import TENANT_CREDITS, Gateway
+
+FAL = Path(__file__).parents[1] / "fixtures" / "providers" / "fal"
+DECLARATIVE = Path(__file__).parents[1] / "fixtures" / "providers" / "declarative"
+KEY = "fal-key-id:fal-test-secret"
+
+
+def _fal(name: str) -> dict[str, Any]:
+    answer: dict[str, Any] = json.loads((FAL / name).read_text())
+    return answer
+
+
+@pytest.fixture
+def fal(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
+    with FakeApi() as api:
+        monkeypatch.setenv("FAL_KEY", KEY)
+        monkeypatch.setenv("ASYNCGATE_FAL_URL", api.url)
+        provider_for.cache_clear()
+        yield api
+        provider_for.cache_clear()
+
+
+def test_a_fal_job_runs_through_the_gateway(gateway: Gateway, fal: FakeApi) -> None:
+    submitted = _fal("submit_flux_dev.json")
+    request = f"/fal-ai/flux/requests/{submitted['request_id']}"
+    fal.on("POST", "/fal-ai/flux/schnell", Answer(200, submitted))
+    fal.on(
+        "GET",
+        f"{request}/status",
+        Answer(202, _fal("status_in_queue.json")),
+        Answer(200, _fal("status_completed.json")),
+    )
+    fal.on("GET", request, Answer(200, _fal("result_fast_sdxl.json")))
+
+    accepted = gateway.call("submit", body={"model": "flux-schnell", "input": {"prompt": "a cat"}})
+    assert accepted.status == 202, accepted.body
+    assert accepted.json()["providerRequestId"] == f"fal-ai/flux::{submitted['request_id']}"
+    execution_id = accepted.json()["executionId"]
+    queued = gateway.drain_until(execution_id, lambda e: e["pollCount"] >= 1)
+    assert (queued["status"], queued["queuePosition"]) == ("running", 3)
+    done = gateway.run_to_end(execution_id)
+    assert done["status"] == "succeeded"
+    assert done["queuePosition"] is None
+    assert done["result"]["outputs"] == [
+        {"url": "https://fal.media/files/elephant/abc123def456.jpeg", "contentType": "image/jpeg"}
+    ]
+    assert done["cost"] == {"credits": 1}
+    assert gateway.call("account").json()["credits"] == TENANT_CREDITS - 1
+    sent = fal.seen[0]
+    assert sent.headers["authorization"] == f"Key {KEY}"
+    assert sent.body == {"prompt": "a cat"}
+    assert KEY not in json.dumps(done), "the key never reaches the execution"
+
+
+def test_a_fal_refusal_fails_the_submit_with_the_providers_answer(gateway: Gateway, fal: FakeApi) -> None:
+    fal.on("POST", "/fal-ai/flux/schnell", Answer(422, _fal("error_validation.json")))
+    refused = gateway.call("submit", body={"model": "flux-schnell", "input": {"prompt": "a cat"}})
+    assert refused.status == 500
+    error = refused.json()["error"]
+    assert error["code"] == "PROVIDER_SUBMIT_FAILED"
+    assert error["details"]["providerStatus"] == 422
+    assert "loc" in error["details"]["providerBody"]
+    assert KEY not in refused.body.decode()
+    assert gateway.call("account").json()["reservedCredits"] == 0
+
+
+def test_a_provider_described_in_the_catalog_needs_no_code(
+    gateway: Gateway, sim_server: SimProviderServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The simulated provider's API, re-described as data (tests/fixtures/providers/declarative/sim.json)
+    in a deployment's own catalog: a model of it runs to the end through the unchanged gateway."""
+    described = json.loads((DECLARATIVE / "sim.json").read_text())
+    catalog = json.loads(DEFAULT_CATALOG.read_text())
+    catalog["httpProviders"] = {described["name"]: described}
+    catalog["models"].append(
+        {
+            "model": "video-by-description", "provider": described["name"], "providerModel": "sim-video",
+            "async": True, "cancel": True, "expectedDurationSeconds": 2, "maxDurationSeconds": 60,
+            "price": {"credits": 3},
+        }
+    )  # fmt: skip
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps(catalog))
+    monkeypatch.setenv("CATALOG_FILE", str(path))
+    monkeypatch.setenv("ASYNCGATE_SIM_DECLARATIVE_URL", sim_server.url)
+    forget_container_state()
+    body = {"model": "video-by-description", "input": {"sim": {"durationSeconds": 0.3, "outputs": 2}}}
+    accepted = gateway.call("submit", body=body)
+    assert accepted.status == 202, accepted.body
+    done = gateway.run_to_end(accepted.json()["executionId"])
+    assert done["status"] == "succeeded"
+    assert [output["contentType"] for output in done["result"]["outputs"]] == ["video/mp4", "video/mp4"]
+    assert done["cost"] == {"credits": 3}
+    listed = {item["model"] for item in gateway.call("models").json()["items"]}
+    assert "video-by-description" in listed

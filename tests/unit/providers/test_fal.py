@@ -1,0 +1,350 @@
+"""The fal adapter against a fake fal queue on loopback, replaying the documented queue answers."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from asyncgate.providers.base import ProviderRejected, ProviderState, ProviderUnavailable
+from asyncgate.providers.fal import DOCUMENTED_STATUSES, STATES, FalProvider, build
+from tests.fakes import Answer, FakeApi
+
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "providers" / "fal"
+KEY = "fal-key-id:fal-test-secret"
+REQUEST_ID = "80e732af-660e-45cd-bd63-580e4f2a94cc"
+REFERENCE = f"fal-ai/fast-sdxl::{REQUEST_ID}"
+REQUEST_PATH = f"/fal-ai/fast-sdxl/requests/{REQUEST_ID}"
+STATUS_PATH = f"{REQUEST_PATH}/status"
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+@pytest.fixture
+def provider(api: FakeApi) -> Iterator[FalProvider]:
+    with requests.Session() as session:
+        yield FalProvider(KEY, api.url, session=session)
+
+
+def test_status_mapping_is_total() -> None:
+    assert set(DOCUMENTED_STATUSES) == set(STATES)
+
+
+def test_build_offers_the_registry_constructor() -> None:
+    assert build(KEY, "http://127.0.0.1:9").name == "fal"
+
+
+def test_submit_posts_the_input_to_the_app(api: FakeApi, provider: FalProvider) -> None:
+    api.on("POST", "/fal-ai/fast-sdxl", Answer(200, fixture("submit_fast_sdxl.json")))
+    job = provider.submit(
+        execution_id="exec-1", provider_model="fal-ai/fast-sdxl", input={"prompt": "a cat", "seed": 3}
+    )
+
+    assert job.provider_request_id == REFERENCE
+    [seen] = api.seen
+    assert seen.method == "POST"
+    assert seen.headers["authorization"] == f"Key {KEY}"
+    assert seen.headers["content-type"] == "application/json"
+    assert seen.body == {"prompt": "a cat", "seed": 3}, "the input is the body, as it is"
+
+
+def test_an_endpoint_path_is_submitted_but_polled_at_the_app_root(
+    api: FakeApi, provider: FalProvider
+) -> None:
+    answer = fixture("submit_flux_dev.json")
+    request_id = answer["request_id"]
+    api.on("POST", "/fal-ai/flux/dev", Answer(200, answer))
+    api.on("GET", f"/fal-ai/flux/requests/{request_id}/status", Answer(202, fixture("status_in_queue.json")))
+
+    job = provider.submit(execution_id="exec-1", provider_model="fal-ai/flux/dev", input={"prompt": "x"})
+    assert job.provider_request_id == f"fal-ai/flux::{request_id}"
+    assert provider.poll(job.provider_request_id).state is ProviderState.PENDING
+
+
+def test_without_urls_in_the_answer_the_root_follows_the_documented_rule(
+    api: FakeApi, provider: FalProvider
+) -> None:
+    api.on("POST", "/fal-ai/flux/dev", Answer(200, {"request_id": "r-1"}))
+    api.on("POST", "/workflows/acme/pipeline/run", Answer(200, {"request_id": "r-2"}))
+
+    assert provider.submit(
+        execution_id="e", provider_model="fal-ai/flux/dev", input={}
+    ).provider_request_id == ("fal-ai/flux::r-1")
+    assert provider.submit(
+        execution_id="e", provider_model="workflows/acme/pipeline/run", input={}
+    ).provider_request_id == ("workflows/acme/pipeline::r-2")
+
+
+def test_the_answer_urls_are_rebased_on_the_configured_base(api: FakeApi) -> None:
+    """A base URL with a path (a proxy): the answer's URLs carry it; the stored root does not."""
+    answer = {
+        "request_id": "r-9",
+        "response_url": f"{api.url}/proxy/fal/fal-ai/flux/requests/r-9",
+    }
+    api.on("POST", "/proxy/fal/fal-ai/flux/dev", Answer(200, answer))
+    api.on("GET", "/proxy/fal/fal-ai/flux/requests/r-9/status", Answer(200, fixture("status_in_queue.json")))
+    with requests.Session() as session:
+        provider = FalProvider(KEY, f"{api.url}/proxy/fal/", session=session)
+        job = provider.submit(execution_id="e", provider_model="fal-ai/flux/dev", input={})
+        assert job.provider_request_id == "fal-ai/flux::r-9"
+        assert provider.poll(job.provider_request_id).queue_position == 3
+
+
+@pytest.mark.parametrize("provider_model", ["", "fast-sdxl", "fal-ai//dev", "../etc/passwd", "fal-ai/x?y=1"])
+def test_submit_refuses_a_malformed_app_id_without_calling(
+    api: FakeApi, provider: FalProvider, provider_model: str
+) -> None:
+    with pytest.raises(ProviderRejected):
+        provider.submit(execution_id="e", provider_model=provider_model, input={})
+    assert api.seen == []
+
+
+def test_submit_refusal_is_final(api: FakeApi, provider: FalProvider) -> None:
+    api.on("POST", "/fal-ai/fast-sdxl", Answer(401, {"detail": "Unauthorized"}))
+    with pytest.raises(ProviderRejected) as raised:
+        provider.submit(execution_id="e", provider_model="fal-ai/fast-sdxl", input={})
+    assert raised.value.status == 401
+    assert len(api.seen) == 1, "a submit is never retried"
+
+
+def test_submit_answer_without_a_request_id_is_malformed(api: FakeApi, provider: FalProvider) -> None:
+    api.on("POST", "/fal-ai/fast-sdxl", Answer(200, {"status": "IN_QUEUE"}))
+    with pytest.raises(ProviderRejected, match="unexpected body"):
+        provider.submit(execution_id="e", provider_model="fal-ai/fast-sdxl", input={})
+
+
+def test_in_queue_is_pending_with_its_position(api: FakeApi, provider: FalProvider) -> None:
+    body = fixture("status_in_queue.json")
+    api.on("GET", STATUS_PATH, Answer(202, body))
+    polled = provider.poll(REFERENCE)
+
+    assert polled.state is ProviderState.PENDING
+    assert polled.queue_position == 3
+    assert polled.raw == body
+    [seen] = api.seen
+    assert seen.query == {"logs": "1"}
+    assert seen.headers["authorization"] == f"Key {KEY}"
+
+
+def test_in_progress_reports_logs_progress(api: FakeApi, provider: FalProvider) -> None:
+    api.on("GET", STATUS_PATH, Answer(202, fixture("status_in_progress.json")))
+    polled = provider.poll(REFERENCE)
+
+    assert polled.state is ProviderState.RUNNING
+    assert polled.progress == 40.0
+    assert polled.queue_position is None
+    assert polled.outputs == []
+
+
+def test_completed_fetches_the_result_and_its_files(api: FakeApi, provider: FalProvider) -> None:
+    status = fixture("status_completed.json")
+    result = fixture("result_fast_sdxl.json")
+    api.on("GET", STATUS_PATH, Answer(200, status))
+    api.on("GET", REQUEST_PATH, Answer(200, result))
+    polled = provider.poll(REFERENCE)
+
+    assert polled.state is ProviderState.SUCCEEDED
+    assert polled.progress == 100.0
+    assert [(o.url, o.content_type) for o in polled.outputs] == [
+        ("https://fal.media/files/elephant/abc123def456.jpeg", "image/jpeg")
+    ]
+    assert polled.raw == {**status, "response": result}
+    assert not polled.incomplete
+    assert [seen.path for seen in api.seen] == [STATUS_PATH, REQUEST_PATH]
+
+
+def test_files_anywhere_in_the_result(api: FakeApi, provider: FalProvider) -> None:
+    result = {
+        **fixture("result_video.json"),
+        "thumbnails": [{"url": "https://v3.fal.media/files/t/thumb.webp"}],
+        "audio_file": {"url": "data:audio/wav;base64,AAAA", "content_type": "audio/wav"},
+    }
+    api.on("GET", STATUS_PATH, Answer(200, fixture("status_completed.json")))
+    api.on("GET", REQUEST_PATH, Answer(200, result))
+    polled = provider.poll(REFERENCE)
+
+    assert [(o.url, o.content_type) for o in polled.outputs] == [
+        ("https://v3.fal.media/files/zebra/xyz789/output.mp4", "video/mp4"),
+        ("https://v3.fal.media/files/t/thumb.webp", "image/webp"),
+    ], "provider content types first, else guessed; inline data URIs are not outputs"
+
+
+def test_completed_without_files_is_incomplete(api: FakeApi, provider: FalProvider) -> None:
+    api.on("GET", STATUS_PATH, Answer(200, fixture("status_completed.json")))
+    api.on("GET", REQUEST_PATH, Answer(200, fixture("result_no_files.json")))
+    polled = provider.poll(REFERENCE)
+
+    assert polled.state is ProviderState.SUCCEEDED
+    assert polled.incomplete
+    assert polled.outputs == []
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (422, "error_validation.json", "field required"),
+        (504, "error_request_timeout.json", "Request timed out"),
+    ],
+)
+def test_completed_with_a_model_error_is_failed(
+    api: FakeApi, provider: FalProvider, status: int, body: str, message: str
+) -> None:
+    error = fixture(body)
+    api.on("GET", STATUS_PATH, Answer(200, fixture("status_completed.json")))
+    api.on("GET", REQUEST_PATH, Answer(status, error))
+    polled = provider.poll(REFERENCE)
+
+    assert polled.state is ProviderState.FAILED
+    assert polled.error_message == message
+    assert polled.raw["response"] == error
+    assert polled.raw["response_status"] == status
+
+
+def test_a_fal_error_type_header_marks_the_failure(api: FakeApi, provider: FalProvider) -> None:
+    api.on("GET", STATUS_PATH, Answer(200, fixture("status_completed.json")))
+    api.on("GET", REQUEST_PATH, Answer(503, b"runner gone", {"X-Fal-Error-Type": "runner_disconnected"}))
+    polled = provider.poll(REFERENCE)
+
+    assert polled.state is ProviderState.FAILED
+    assert polled.error_message == "runner gone"
+    assert polled.raw["response"]["error_type"] == "runner_disconnected"
+
+
+def test_an_error_on_the_status_is_failed_without_fetching(api: FakeApi, provider: FalProvider) -> None:
+    status = {
+        **fixture("status_completed.json"),
+        "error": "Request timed out",
+        "error_type": "request_timeout",
+    }
+    api.on("GET", STATUS_PATH, Answer(200, status))
+    polled = provider.poll(REFERENCE)
+
+    assert polled.state is ProviderState.FAILED
+    assert polled.error_message == "Request timed out"
+    assert len(api.seen) == 1
+
+
+def test_a_proxy_error_on_the_result_is_transient(api: FakeApi, provider: FalProvider) -> None:
+    api.on("GET", STATUS_PATH, Answer(200, fixture("status_completed.json")))
+    api.on("GET", REQUEST_PATH, Answer(502, b"<html>nginx bad gateway</html>"))
+    with pytest.raises(ProviderUnavailable) as raised:
+        provider.poll(REFERENCE)
+    assert raised.value.status == 502
+
+
+def test_a_rate_limited_result_is_transient(api: FakeApi, provider: FalProvider) -> None:
+    api.on("GET", STATUS_PATH, Answer(200, fixture("status_completed.json")))
+    api.on("GET", REQUEST_PATH, Answer(429, {"detail": "Too many requests"}, {"Retry-After": "2"}))
+    with pytest.raises(ProviderUnavailable) as raised:
+        provider.poll(REFERENCE)
+    assert raised.value.retry_after == 2.0
+
+
+@pytest.mark.parametrize("status", [200, 202])
+def test_cancel_puts_to_the_cancel_url(api: FakeApi, provider: FalProvider, status: int) -> None:
+    api.on("PUT", f"{REQUEST_PATH}/cancel", Answer(status, fixture("cancel_requested.json")))
+    provider.cancel(REFERENCE)
+
+    [seen] = api.seen
+    assert (seen.method, seen.path) == ("PUT", f"{REQUEST_PATH}/cancel")
+    assert seen.headers["authorization"] == f"Key {KEY}"
+
+
+@pytest.mark.parametrize("status", [200, 400])
+def test_cancel_of_a_finished_request_is_refused(api: FakeApi, provider: FalProvider, status: int) -> None:
+    api.on("PUT", f"{REQUEST_PATH}/cancel", Answer(status, fixture("cancel_already_completed.json")))
+    with pytest.raises(ProviderRejected) as raised:
+        provider.cancel(REFERENCE)
+    assert raised.value.status == status
+
+
+def test_rate_limit_is_transient_with_its_retry_after(api: FakeApi, provider: FalProvider) -> None:
+    api.on("GET", STATUS_PATH, Answer(429, {"detail": "Rate limit exceeded"}, {"Retry-After": "11"}))
+    with pytest.raises(ProviderUnavailable) as raised:
+        provider.poll(REFERENCE)
+    assert raised.value.status == 429
+    assert raised.value.retry_after == 11.0
+
+
+def test_server_error_is_transient(api: FakeApi, provider: FalProvider) -> None:
+    api.on("GET", STATUS_PATH, Answer(500, {"detail": "Internal Server Error"}))
+    with pytest.raises(ProviderUnavailable) as raised:
+        provider.poll(REFERENCE)
+    assert raised.value.status == 500
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Answer(200, b"<html>not json</html>"),
+        Answer(200, ["IN_QUEUE"]),
+        Answer(200, {"queue_position": 1}),
+        Answer(200, {"status": 3}),
+    ],
+)
+def test_malformed_status_is_rejected(api: FakeApi, provider: FalProvider, answer: Answer) -> None:
+    api.on("GET", STATUS_PATH, answer)
+    with pytest.raises(ProviderRejected, match="unexpected body"):
+        provider.poll(REFERENCE)
+
+
+def test_malformed_result_is_rejected(api: FakeApi, provider: FalProvider) -> None:
+    api.on("GET", STATUS_PATH, Answer(200, fixture("status_completed.json")))
+    api.on("GET", REQUEST_PATH, Answer(200, b"not json"))
+    with pytest.raises(ProviderRejected, match="unexpected body"):
+        provider.poll(REFERENCE)
+
+
+def test_unknown_status_is_rejected(api: FakeApi, provider: FalProvider) -> None:
+    api.on("GET", STATUS_PATH, Answer(200, {"status": "CANCELLED"}))
+    with pytest.raises(ProviderRejected, match="unexpected body"):
+        provider.poll(REFERENCE)
+
+
+@pytest.mark.parametrize("reference", ["", REQUEST_ID, "fal-ai::r", "fal-ai/x::", "../x/y::r"])
+def test_a_malformed_reference_is_refused_without_calling(
+    api: FakeApi, provider: FalProvider, reference: str
+) -> None:
+    with pytest.raises(ProviderRejected):
+        provider.poll(reference)
+    with pytest.raises(ProviderRejected):
+        provider.cancel(reference)
+    assert api.seen == []
+
+
+def test_unreachable_is_transient() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with requests.Session() as session:
+        provider = FalProvider(KEY, f"http://127.0.0.1:{port}", session=session)
+        with pytest.raises(ProviderUnavailable):
+            provider.poll(REFERENCE)
+
+
+def test_the_key_never_reaches_an_error(api: FakeApi, provider: FalProvider) -> None:
+    failures: list[Exception] = []
+    for status in (401, 429, 500):
+        api.on("GET", STATUS_PATH, Answer(status, {"detail": "no"}))
+        try:
+            provider.poll(REFERENCE)
+        except (ProviderRejected, ProviderUnavailable) as error:
+            failures.append(error)
+    for call in (
+        lambda: provider.submit(execution_id="e", provider_model="bad", input={}),
+        lambda: provider.poll("bad"),
+    ):
+        with pytest.raises(ProviderRejected) as raised:
+            call()
+        failures.append(raised.value)
+    assert len(failures) == 5
+    for failure in failures:
+        assert KEY not in str(failure)
+        assert "fal-test-secret" not in repr(failure.args)

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -121,6 +121,13 @@ def tenant_secrets(tenants: list[TenantSeed]) -> dict[str, str]:
         if explicit and given.setdefault(seed.tenant, seed.webhook_secret) != seed.webhook_secret:
             raise ValueError(f"tenant {seed.tenant!r} has entries with different webhookSecrets")
     return generated | given
+
+
+def unset_leaves_developers_own(template: dict[str, str], environ: Mapping[str, str]) -> dict[str, str]:
+    """The template's variables, except those it leaves empty (a parameter not set) that the developer
+    has set: their `REPLICATE_API_TOKEN`, `ASYNCGATE_FAL_URL` and the like reach the handlers, so the
+    local stack calls a real provider when its key is exported (docs/providers.md)."""
+    return {name: value for name, value in template.items() if value or not environ.get(name)}
 
 
 class StackError(Exception):
@@ -307,7 +314,7 @@ class LocalStack:
             "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
             "POWERTOOLS_LOG_LEVEL": os.environ.get("ASYNCGATE_LOG_LEVEL", "WARNING"),
         }
-        os.environ.update(merged)
+        os.environ.update(unset_leaves_developers_own(merged, os.environ))
 
     def _seed_tenants(self) -> None:
         from asyncgate.services.deps import default_deps  # noqa: PLC0415 - reads the exported env

@@ -14,6 +14,7 @@ from asyncgate_dev.localstack import (
     load_tenants,
     rate_seconds,
     refuse_what_does_not_run,
+    unset_leaves_developers_own,
 )
 from asyncgate_dev.template import TemplateError, load_template
 
@@ -59,3 +60,13 @@ def test_tenants_file_defaults_and_errors(tmp_path: Path) -> None:
         good.write_text(bad)
         with pytest.raises(StackError, match="--tenants"):
             load_tenants(good)
+
+
+def test_a_parameter_the_template_leaves_empty_does_not_hide_the_developers_variable() -> None:
+    template = {"ASYNCGATE_FAL_URL": "", "FAL_KEY_PARAMETER": "", "RETENTION_DAYS": "7", "TABLE_NAME": "t"}
+    environ = {"ASYNCGATE_FAL_URL": "http://127.0.0.1:8999", "RETENTION_DAYS": "3"}
+    assert unset_leaves_developers_own(template, environ) == {
+        "FAL_KEY_PARAMETER": "",
+        "RETENTION_DAYS": "7",
+        "TABLE_NAME": "t",
+    }

@@ -11,7 +11,7 @@ import pytest
 
 from asyncgate.domain.execution import new_execution
 from asyncgate.domain.status import Status
-from asyncgate.providers.base import PollResult, ProviderJob, ProviderUnavailable
+from asyncgate.providers.base import Output, PollResult, ProviderJob, ProviderState, ProviderUnavailable
 from asyncgate.services.deps import default_deps
 from asyncgate.services.lifecycle import step
 from tests.integration.driver import Gateway
@@ -104,3 +104,35 @@ def test_a_rate_limits_retry_after_sets_the_next_poll(gateway: Gateway) -> None:
     assert after.consecutive_errors == 1
     assert after.next_poll_at is not None
     assert after.next_poll_at - now >= deps.scaled(120) - timedelta(milliseconds=1)
+
+
+class Verbose:
+    """A provider whose finished job comes with a raw answer far bigger than an execution can hold."""
+
+    name = "verbose"
+
+    def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
+        return ProviderJob(provider_request_id="job-2")
+
+    def poll(self, provider_request_id: str) -> PollResult:
+        return PollResult(
+            state=ProviderState.SUCCEEDED,
+            outputs=[Output(url="https://cdn.example/1.png", content_type="image/png")],
+            raw={"logs": "x" * 500_000},
+        )
+
+    def cancel(self, provider_request_id: str) -> None:
+        raise AssertionError("not called")
+
+
+def test_a_huge_raw_answer_is_noted_not_stored(gateway: Gateway) -> None:
+    deps = dataclasses.replace(default_deps(), providers=lambda _: Verbose())
+    execution_id = gateway.submit(sim={"durationSeconds": 600}).json()["executionId"]
+    running = deps.executions.get(execution_id)
+    assert running is not None
+    done = step(deps, running, deps.spec("sim-video"), now=deps.clock())
+    deps.executions.update(running, done)  # fits in its item
+    stored = gateway.status(execution_id)
+    assert stored["status"] == "succeeded"
+    assert stored["result"]["outputs"] == [{"url": "https://cdn.example/1.png", "contentType": "image/png"}]
+    assert stored["result"]["raw"] == {"truncated": True, "bytes": len('{"logs":""}') + 500_000}

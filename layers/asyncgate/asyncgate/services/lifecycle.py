@@ -32,6 +32,8 @@ from asyncgate.store.executions import StaleWrite
 
 # After cancel was asked, look again soon: the provider usually confirms within seconds.
 CANCEL_FOLLOW_UP_SECONDS = 2.0
+# The most of a provider's raw result kept in `result.raw`, in bytes of compact JSON.
+RAW_RESULT_LIMIT = 64 * 1024
 # A dispatch whose write loses a race re-reads and records its outcome again, this many times at most.
 RECORD_ATTEMPTS = 3
 
@@ -205,7 +207,7 @@ def _after_poll(
         return advance(execution, event, now=now, retention=deps.retention, **fields, **changes)
 
     result = (
-        Result(outputs=[_output(output) for output in polled.outputs], raw=polled.raw)
+        Result(outputs=[_output(output) for output in polled.outputs], raw=_kept_raw(polled.raw))
         if polled.outputs
         else None
     )
@@ -242,6 +244,13 @@ def _after_poll(
 
 def _output(output: Output) -> OutputRef:
     return OutputRef(url=output.url, content_type=output.content_type)
+
+
+def _kept_raw(raw: dict[str, Any]) -> dict[str, Any]:
+    """The provider's own result, unless it is too big to keep beside the rest of the execution in one
+    DynamoDB item (400 KB, the input alone may take 256 KiB): then only a note of its size."""
+    size = len(json.dumps(raw, separators=(",", ":")).encode("utf-8"))
+    return raw if size <= RAW_RESULT_LIMIT else {"truncated": True, "bytes": size}
 
 
 def _raw_body(polled: PollResult) -> str | None:

@@ -20,11 +20,10 @@ import pytest
 from asyncgate_dev.awsenv import DUMMY_AWS_ENV
 from asyncgate_dev.cli import build_parser, main
 from asyncgate_dev.localfile import LOCAL_FILE_ENV, LocalConnection
+from tests.fakes import Answer, FakeApi
 from tests.unit.test_client import (
     EXECUTION_ID,
     EXECUTION_PATH,
-    Answer,
-    FakeApi,
     accepted,
     closed_port,
     envelope,

@@ -54,7 +54,7 @@ from asyncgate import aws  # noqa: E402
 from asyncgate.domain.execution import Execution  # noqa: E402
 from asyncgate.domain.schedule import sqs_hop_seconds  # noqa: E402
 from asyncgate.providers.base import Output, PollResult, ProviderJob, ProviderState  # noqa: E402
-from asyncgate.providers.registry import provider_for  # noqa: E402
+from asyncgate.providers.registry import forget_providers  # noqa: E402
 from asyncgate.scheduling import PollScheduler, TickMessage  # noqa: E402
 from asyncgate.services.deps import default_deps  # noqa: E402
 from asyncgate.services.executions import SubmitCommand, submit  # noqa: E402
@@ -95,7 +95,7 @@ def stack_on_moto(sim_url: str) -> Iterator[None]:
             aws.reset_clients,
             get_settings.cache_clear,
             default_deps.cache_clear,
-            provider_for.cache_clear,
+            forget_providers,
         ):
             cached()
         deps = default_deps()

@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from asyncgate.api.http import forget_principals
-from asyncgate.providers.registry import provider_for
+from asyncgate.providers.registry import forget_providers
 from asyncgate.services.deps import default_deps
 from asyncgate.services.tenants import create_tenant, issue_key
 from asyncgate.settings import get_settings
@@ -28,7 +28,7 @@ def forget_container_state() -> None:
     """What a fresh Lambda container would not have: cached settings, clients, adapters and keys."""
     get_settings.cache_clear()
     default_deps.cache_clear()
-    provider_for.cache_clear()
+    forget_providers()
     forget_principals()
 
 

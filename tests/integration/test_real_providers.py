@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from asyncgate.providers.registry import provider_for
+from asyncgate.providers.registry import forget_providers
 from asyncgate.settings import DEFAULT_CATALOG
 from asyncgate_dev.simprovider import SimProviderServer
 from tests.fakes import Answer, FakeApi
@@ -32,9 +32,9 @@ def fal(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
     with FakeApi() as api:
         monkeypatch.setenv("FAL_KEY", KEY)
         monkeypatch.setenv("ASYNCGATE_FAL_URL", api.url)
-        provider_for.cache_clear()
+        forget_providers()
         yield api
-        provider_for.cache_clear()
+        forget_providers()
 
 
 def test_a_fal_job_runs_through_the_gateway(gateway: Gateway, fal: FakeApi) -> None:

@@ -433,18 +433,25 @@ def test_unknown_status_or_shape_is_rejected(
         provider_for("pixelforge", api, session).poll("1")
 
 
-@pytest.mark.parametrize(
-    "data",
-    [{"percent": "half"}, {"queue": {"position": -1}}, {"queue": {"position": 1.5}}],
-)
-def test_bad_progress_or_queue_position_is_rejected(
-    api: FakeApi, session: requests.Session, data: dict[str, Any]
-) -> None:
+def test_progress_of_the_wrong_type_is_rejected(api: FakeApi, session: requests.Session) -> None:
     body = answer("acme-video", "queued")
-    body["data"].update(data)
+    body["data"].update({"percent": "half"})
     api.on("GET", "/api/v2/generations", Answer(200, body))
     with pytest.raises(ProviderRejected, match="unexpected body"):
         provider_for("acme-video", api, session).poll(ACME_ID)
+
+
+@pytest.mark.parametrize("position", [-1, 1.5, "3", True])
+def test_a_queue_position_that_is_not_one_is_no_position(
+    api: FakeApi, session: requests.Session, position: Any
+) -> None:
+    """Advisory, like progress: a provider's odd queue position never fails the job."""
+    body = answer("acme-video", "queued")
+    body["data"].update({"queue": {"position": position}})
+    api.on("GET", "/api/v2/generations", Answer(200, body))
+    polled = provider_for("acme-video", api, session).poll(ACME_ID)
+    assert polled.state is ProviderState.PENDING
+    assert polled.queue_position is None
 
 
 def test_progress_is_clamped(api: FakeApi, session: requests.Session) -> None:

@@ -207,6 +207,14 @@ def test_completed_with_a_model_error_is_failed(
     assert polled.raw["response_status"] == status
 
 
+def test_a_gateways_503_on_the_result_is_transient(api: FakeApi, provider: FalProvider) -> None:
+    """Not marked as fal's own error: the result may well be there on the next poll."""
+    api.on("GET", STATUS_PATH, Answer(200, fixture("status_completed.json")))
+    api.on("GET", REQUEST_PATH, Answer(503, {"detail": "Service temporarily unavailable"}))
+    with pytest.raises(ProviderUnavailable):
+        provider.poll(REFERENCE)
+
+
 def test_a_fal_error_type_header_marks_the_failure(api: FakeApi, provider: FalProvider) -> None:
     api.on("GET", STATUS_PATH, Answer(200, fixture("status_completed.json")))
     api.on("GET", REQUEST_PATH, Answer(503, b"runner gone", {"X-Fal-Error-Type": "runner_disconnected"}))

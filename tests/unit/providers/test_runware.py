@@ -294,3 +294,14 @@ def test_cancel_is_refused_without_a_request(api: FakeApi, runware: RunwareProvi
     with pytest.raises(ProviderRejected, match="no cancel"):
         runware.cancel(f"{TASK}::1")
     assert api.seen == []
+
+
+@pytest.mark.parametrize("ack", [{"data": {"taskUUID": TASK}}, {"data": [1]}, {"errors": "boom"}])
+def test_an_acknowledgment_of_another_shape_is_a_rejected_submit(
+    api: FakeApi, runware: RunwareProvider, ack: dict[str, Any]
+) -> None:
+    """The docs show no literal async acknowledgment: any other shape fails the submit cleanly (the
+    port's error, so the dispatch records PROVIDER_SUBMIT_FAILED and never re-sends it)."""
+    api.on("POST", TASKS_PATH, Answer(200, ack))
+    with pytest.raises(ProviderRejected, match="unexpected body"):
+        runware.submit(execution_id=TASK, provider_model="runware:100@1", input={"positivePrompt": "x"})

@@ -7,7 +7,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from asyncgate.domain.schedule import PollPlan
@@ -95,6 +95,19 @@ class Catalog(BaseModel):
     # Providers described rather than coded, by name: each a declarative adapter's description
     # (asyncgate.providers.declarative.DeclarativeSpec), read when the provider is first used.
     http_providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _described_providers_hold(self) -> Catalog:
+        """A broken description fails the catalog's load (the deployment), never a request. Imported
+        only when the catalog describes a provider: the description's model lives with its adapter."""
+        if self.http_providers:
+            from asyncgate.providers.declarative import DeclarativeSpec  # noqa: PLC0415
+
+            for name, described in self.http_providers.items():
+                spec = DeclarativeSpec.model_validate(described)
+                if spec.name != name:
+                    raise ValueError(f"httpProviders.{name} describes a provider named {spec.name!r}")
+        return self
 
     def get(self, model: str) -> ModelSpec | None:
         """The named model, else a pass-through id `<provider>/<provider model>` of a listed provider."""

@@ -40,10 +40,15 @@ class Connection:
             return True
         return bool(environ.get(self.key_variable) or environ.get(self.parameter_variable))
 
+    def key_from_parameter(self, environ: Mapping[str, str] = os.environ) -> bool:
+        """Whether the key is read from SSM or Secrets Manager (so it may rotate while we run)."""
+        return self.key_variable is not None and not environ.get(self.key_variable)
+
     def api_key(self, environ: Mapping[str, str] = os.environ) -> str | None:
+        """The key, without the whitespace a pasted secret often ends with (it would break headers)."""
         if self.key_variable is None:
             return None
-        if key := environ.get(self.key_variable):
+        if key := environ.get(self.key_variable, "").strip():
             return key
         name = environ.get(self.parameter_variable)
         if not name:
@@ -55,7 +60,7 @@ class Connection:
             secret = parameters.get_secret(name, max_age=KEY_CACHE_SECONDS)
         else:
             secret = parameters.get_parameter(name, decrypt=True, max_age=KEY_CACHE_SECONDS)
-        return str(secret)
+        return str(secret).strip() or None
 
 
 CONNECTIONS: dict[str, Connection] = {

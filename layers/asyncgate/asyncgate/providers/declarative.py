@@ -1,6 +1,6 @@
 """A provider described by data: request templates and paths into the provider's answers, no code.
 
-A `DeclarativeSpec` (JSON, camelCase; see docs/providers/declarative.md) says how to submit, poll and
+A `DeclarativeSpec` (JSON, camelCase; see docs/providers.md) says how to submit, poll and
 cancel, where the job id, status, progress, queue position, outputs and error message sit in the answers,
 and how the provider's status values map onto asyncgate's. `build_declarative(spec, api_key, base_url)`
 turns it into a provider port like any hand-written adapter, on the same HTTP helper.
@@ -47,6 +47,9 @@ MERGE = "$merge"
 JSON_SEGMENT = "$json"
 API_KEY = "{apiKey}"
 SUBMIT_VALUES = frozenset({"input", "model", "executionId"})
+# A path segment is filled from a short identifier only: the model in a submit's path, the job's id in
+# the others (the input and the execution id go in bodies and queries).
+SUBMIT_PATH_VALUES = frozenset({"model"})
 JOB_VALUES = frozenset({"id"})
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
@@ -107,8 +110,8 @@ class RequestSpec(_Spec):
     headers: dict[str, str] = Field(default_factory=dict)
     body: Any = None
 
-    def check(self, names: frozenset[str], where: str) -> None:
-        _check_path_template(self.path, names, where)
+    def check(self, names: frozenset[str], where: str, path_names: frozenset[str] | None = None) -> None:
+        _check_path_template(self.path, names if path_names is None else path_names, where)
         _check_template(self.query, names, where)
         _check_template(self.body, names, where)
         _check_headers(self.headers, where)
@@ -165,7 +168,7 @@ class DeclarativeSpec(_Spec):
 
     @model_validator(mode="after")
     def _templates(self) -> DeclarativeSpec:
-        self.submit.check(SUBMIT_VALUES, "submit")
+        self.submit.check(SUBMIT_VALUES, "submit", SUBMIT_PATH_VALUES)
         self.poll.check(JOB_VALUES, "poll")
         if self.cancel is not None:
             self.cancel.check(JOB_VALUES, "cancel")
@@ -175,6 +178,8 @@ class DeclarativeSpec(_Spec):
         if self.poll.outputs is not None:
             for field in ("path", "url_path", "content_type_path"):
                 _check_answer_path(getattr(self.poll.outputs, field), f"poll.outputs.{to_camel(field)}")
+        if self.needs_key and self.key_variable is None:
+            raise ValueError(f"headers use {API_KEY}: name the variable that holds it in keyVariable")
         return self
 
     @property
@@ -224,11 +229,7 @@ class DeclarativeProvider:
 
     def poll(self, provider_request_id: str) -> PollResult:
         response = self._send_for_job(self._spec.poll, provider_request_id)
-        body = self._http.json(response, "poll")
-        try:
-            return poll_result(self._spec.poll, body)
-        except (ValueError, KeyError, TypeError, IndexError) as error:
-            raise self._http.malformed(response, "poll") from error
+        return self._http.parsed(response, "poll", lambda body: poll_result(self._spec.poll, body))
 
     def cancel(self, provider_request_id: str) -> None:
         if self._spec.cancel is None:
@@ -330,7 +331,7 @@ def poll_result(spec: PollSpec, body: dict[str, Any]) -> PollResult:
     return PollResult(
         state=state,
         progress=_progress(spec, body),
-        queue_position=_number(lookup(body, spec.queue_position_path)) if spec.queue_position_path else None,
+        queue_position=_queue_position(spec, body) if state is ProviderState.PENDING else None,
         outputs=outputs,
         raw=body,
         error_message=_error_message(spec, body),
@@ -352,14 +353,28 @@ def _number(value: Any) -> Any:
     return value
 
 
+def _queue_position(spec: PollSpec, body: dict[str, Any]) -> int | None:
+    """Advisory, like progress: anything but a whole number from 0 up is no position, not a failure."""
+    if spec.queue_position_path is None:
+        return None
+    value = lookup(body, spec.queue_position_path)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def _progress(spec: PollSpec, body: dict[str, Any]) -> float | None:
     if spec.progress_path is None:
         return None
     value = _number(lookup(body, spec.progress_path))
-    if value is None or not math.isfinite(value):
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too big for a float is no progress either
+        return None
+    if not math.isfinite(number):
         return None
     # Progress is advisory: a provider's 100.4% or -1 is clamped, not a reason to fail the poll.
-    return float(min(max(value * spec.progress_scale, 0.0), 100.0))
+    return float(min(max(number * spec.progress_scale, 0.0), 100.0))
 
 
 def _outputs(spec: OutputsSpec, body: dict[str, Any]) -> list[Output]:

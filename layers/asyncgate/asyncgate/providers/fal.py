@@ -59,7 +59,6 @@ APP_NAMESPACES = frozenset({"workflows", "comfy"})
 SEPARATOR = "::"
 
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-# tqdm's progress bar in a log message: "76%|█████    | 7568/10000 [...]".
 
 
 class FalProvider:
@@ -185,16 +184,21 @@ def _queue_position(status: dict[str, Any]) -> int | None:
 
 
 def _failure_body(response: requests.Response) -> dict[str, Any] | None:
-    """The fal error of a non-2xx result answer, or None. A 429 (the result call's own rate limit) and
-    answers that are not fal's error shape (a proxy's page) are not the job's failure: `checked` maps
-    them (429/5xx transient, other 4xx final)."""
-    if 200 <= response.status_code < 300 or response.status_code == 429:
+    """The fal error of a non-2xx result answer, or None. These are not the job's failure, and
+    `checked` maps them (429/5xx transient, other 4xx final): a 429 (the result call's own rate
+    limit), a gateway's 502/503/504 that fal does not mark as its own (`error_type` in the body or an
+    X-Fal-Error-Type header), and answers that are not fal's error shape (a proxy's page)."""
+    status = response.status_code
+    if 200 <= status < 300 or status == 429:
         return None
     try:
         body = response.json()
     except ValueError:
         body = None
     error_type = response.headers.get("X-Fal-Error-Type")
+    marked = bool(error_type) or (isinstance(body, dict) and "error_type" in body)
+    if status in {502, 503, 504} and not marked:
+        return None
     if isinstance(body, dict) and ("detail" in body or "error_type" in body):
         return body
     if error_type:

@@ -11,13 +11,23 @@ blind retries, and one mapping of HTTP failures onto the port's errors.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from asyncgate.providers.base import ProviderRejected, ProviderUnavailable
+
+Parsed = TypeVar("Parsed")
+# Messages taken from a provider's answer are kept this short in errors.
+MESSAGE_LIMIT = 300
+
+
+class Malformed(ValueError):
+    """A 2xx answer that is not what the provider's docs describe."""
+
 
 # (connect, read): a little over a TCP retransmit window to connect; providers answer submit and status
 # calls in well under a minute (generation itself is asynchronous).
@@ -64,20 +74,19 @@ class ProviderHttp:
     def request(
         self,
         method: str,
-        path_or_url: str,
+        path: str,
         *,
         json: Any = None,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> requests.Response:
-        """Send one request (a path under the base URL, or an absolute URL the provider gave us).
-        Raises ProviderUnavailable when there is no answer, ProviderRejected for a request that cannot
-        be sent (a configuration fault no retry would mend)."""
-        url = path_or_url if "://" in path_or_url else self.base_url + path_or_url
+        """Send one request to a path under the configured base URL: never to a URL a provider's answer
+        names, so every call stays on the configured host. Raises ProviderUnavailable when there is no
+        answer, ProviderRejected for a request that cannot be sent (a configuration fault)."""
         try:
             return self._session.request(
                 method,
-                url,
+                self.base_url + path,
                 json=json,
                 params=params,
                 headers={**self._headers, **(headers or {})},
@@ -91,7 +100,8 @@ class ProviderHttp:
         ) as error:
             raise ProviderUnavailable(f"{self.provider} unreachable: {type(error).__name__}") from error
         except requests.RequestException as error:
-            raise ProviderRejected(f"{self.provider} request failed: {type(error).__name__}") from error
+            # Not chained: requests' message may quote a header, and headers carry the key.
+            raise ProviderRejected(f"{self.provider} request failed: {type(error).__name__}") from None
 
     def checked(self, response: requests.Response, call: str) -> requests.Response:
         """The response if 2xx; else the port's error for it (body kept, truncated, for diagnosis)."""
@@ -115,6 +125,16 @@ class ProviderHttp:
         if not isinstance(body, dict):
             raise self.malformed(response, call)
         return body
+
+    def parsed(
+        self, response: requests.Response, call: str, parse: Callable[[dict[str, Any]], Parsed]
+    ) -> Parsed:
+        """`parse` of the 2xx answer's JSON object; a body `parse` cannot read is malformed."""
+        body = self.json(response, call)
+        try:
+            return parse(body)
+        except (ValueError, KeyError, TypeError, IndexError) as error:
+            raise self.malformed(response, call) from error
 
     def malformed(self, response: requests.Response, call: str) -> ProviderRejected:
         return ProviderRejected(

@@ -28,7 +28,7 @@ from asyncgate.providers.base import (
     ProviderState,
     ProviderUnavailable,
 )
-from asyncgate.providers.http import ProviderHttp, retry_after_seconds
+from asyncgate.providers.http import MESSAGE_LIMIT, Malformed, ProviderHttp, retry_after_seconds
 from asyncgate.providers.outputs import output as output_for
 
 PROVIDER = "kie.ai"
@@ -84,11 +84,6 @@ DOCUMENTED_SUNO_STATUSES = (
 )
 
 NOT_CANCELLABLE = "kie.ai has no cancel API: a task runs to its end"
-MESSAGE_LIMIT = 300
-
-
-class Malformed(ValueError):
-    """A 2xx answer that is not what the docs describe."""
 
 
 class KieProvider:
@@ -122,10 +117,9 @@ class KieProvider:
         path = SUNO_RECORD_INFO_PATH if suno else RECORD_INFO_PATH
         response = self._http.request("GET", path, params={"taskId": task_id})
         body, data = self._answer(response, "poll")
-        try:
-            return _suno_result(data, body) if suno else _market_result(data, body)
-        except (Malformed, KeyError, TypeError, ValueError) as error:
-            raise self._http.malformed(response, "poll") from error
+        return self._http.parsed(
+            response, "poll", lambda _: _suno_result(data, body) if suno else _market_result(data, body)
+        )
 
     def cancel(self, provider_request_id: str) -> None:
         raise ProviderRejected(NOT_CANCELLABLE)

@@ -73,11 +73,7 @@ class OpenAIProvider:
 
     def poll(self, provider_request_id: str) -> PollResult:
         response = self._http.request("GET", _path(provider_request_id))
-        body = self._http.json(response, "poll")
-        try:
-            return poll_result(body)
-        except (ValueError, KeyError, TypeError) as error:
-            raise self._http.malformed(response, "poll") from error
+        return self._http.parsed(response, "poll", poll_result)
 
     def cancel(self, provider_request_id: str) -> None:
         # Cancelling a finished (or foreground) response is refused with a 4xx: ProviderRejected.

@@ -9,14 +9,26 @@ code.
 
 from __future__ import annotations
 
-from functools import cache
+import math
+import time
+from collections.abc import Callable
 from importlib import import_module
-from typing import Any
+from typing import Any, TypeVar
 
 from asyncgate.domain.catalog import load_catalog
-from asyncgate.providers.base import Provider
-from asyncgate.providers.connections import CONNECTIONS, Connection
+from asyncgate.observability import logger
+from asyncgate.providers.base import (
+    PollResult,
+    Provider,
+    ProviderError,
+    ProviderJob,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from asyncgate.providers.connections import CONNECTIONS, KEY_CACHE_SECONDS, Connection
 from asyncgate.settings import get_settings
+
+Answer = TypeVar("Answer")
 
 
 class UnknownProvider(LookupError):
@@ -62,22 +74,86 @@ def check_configured(provider: str) -> None:
         raise ProviderNotConfigured(provider, found.key_variable)
 
 
-@cache
 def provider_for(name: str) -> Provider:
+    """What the services call for `name`: every call goes to the current adapter, and a failure that is
+    not one of the port's own errors becomes one (never a crashed tick, never a retried submit)."""
+    return GuardedProvider(name)
+
+
+class GuardedProvider:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
+        # Whatever went wrong, the provider may have the job: a failed submit is final, not retried.
+        return self._call(
+            "submit",
+            lambda adapter: adapter.submit(
+                execution_id=execution_id, provider_model=provider_model, input=input
+            ),
+            unexpected=ProviderRejected,
+        )
+
+    def poll(self, provider_request_id: str) -> PollResult:
+        return self._call(
+            "poll", lambda adapter: adapter.poll(provider_request_id), unexpected=ProviderUnavailable
+        )
+
+    def cancel(self, provider_request_id: str) -> None:
+        self._call("cancel", lambda adapter: adapter.cancel(provider_request_id), unexpected=ProviderRejected)
+
+    def _call(
+        self, call: str, action: Callable[[Provider], Answer], *, unexpected: type[ProviderError]
+    ) -> Answer:
+        try:
+            return action(_adapter(self.name))
+        except ProviderError:
+            raise
+        except Exception as error:
+            # A key that could not be read, a provider removed from the catalog, an adapter's bug.
+            logger.exception("provider call failed unexpectedly", extra={"provider": self.name, "call": call})
+            raise unexpected(f"{self.name} {call} failed: {type(error).__name__}") from None
+
+
+# Built adapters, each with the monotonic time until which it may be reused: for ever when its key is in
+# the environment (it cannot change in a running container), a key cache's lifetime when the key is read
+# from SSM or Secrets Manager (so a rotated key is picked up without a deploy).
+_adapters: dict[str, tuple[Provider, float]] = {}
+
+
+_monotonic = time.monotonic
+
+
+def _adapter(name: str) -> Provider:
+    now = _monotonic()
+    cached = _adapters.get(name)
+    if cached is not None and cached[1] > now:
+        return cached[0]
+    adapter, lifetime = _build(name)
+    _adapters[name] = (adapter, now + lifetime)
+    return adapter
+
+
+def forget_providers() -> None:
+    """Drop built adapters, as a new container would start (tests that change the environment)."""
+    _adapters.clear()
+
+
+def _build(name: str) -> tuple[Provider, float]:
     if name == "sim":
         sim: Provider = import_module("asyncgate.providers.sim").SimProvider(get_settings().sim_provider_url)
-        return sim
+        return sim, math.inf
     found = connection(name)
     if found is None:
         raise UnknownProvider(name)
     key = found.api_key()
     if found.key_variable is not None and not key:
         raise ProviderNotConfigured(name, found.key_variable)
-    spec = _described(name)
-    if spec is not None:
-        described: Provider = import_module("asyncgate.providers.declarative").build_declarative(
-            spec, key, found.base_url()
-        )
-        return described
-    adapter: Provider = import_module(f"asyncgate.providers.{name}").build(key, found.base_url())
-    return adapter
+    lifetime = KEY_CACHE_SECONDS if found.key_from_parameter() else math.inf
+    if name in CONNECTIONS:
+        adapter: Provider = import_module(f"asyncgate.providers.{name}").build(key, found.base_url())
+        return adapter, lifetime
+    described: Provider = import_module("asyncgate.providers.declarative").build_declarative(
+        _described(name), key, found.base_url()
+    )
+    return described, lifetime

@@ -63,7 +63,6 @@ ABORTED_MESSAGE = "Replicate aborted the prediction: its deadline passed before 
 # A version id: 64 lowercase hex digits (a SHA-256 of the model image).
 _VERSION_ID = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-# tqdm's progress bar, as Replicate's JavaScript client reads it: "76%|█████    | 7568/10000 [...]".
 
 
 class ReplicateProvider:
@@ -84,11 +83,7 @@ class ReplicateProvider:
 
     def poll(self, provider_request_id: str) -> PollResult:
         response = self._http.request("GET", _prediction_path(provider_request_id))
-        body = self._http.json(response, "poll")
-        try:
-            return poll_result(body)
-        except (ValueError, KeyError, TypeError) as error:
-            raise self._http.malformed(response, "poll") from error
+        return self._http.parsed(response, "poll", poll_result)
 
     def cancel(self, provider_request_id: str) -> None:
         response = self._http.request("POST", _prediction_path(provider_request_id) + "/cancel")

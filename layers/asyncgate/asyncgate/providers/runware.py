@@ -29,7 +29,7 @@ from asyncgate.providers.base import (
     ProviderRejected,
     ProviderState,
 )
-from asyncgate.providers.http import ProviderHttp
+from asyncgate.providers.http import MESSAGE_LIMIT, Malformed, ProviderHttp
 from asyncgate.providers.outputs import output as output_for
 
 PROVIDER = "runware"
@@ -54,11 +54,6 @@ DOCUMENTED_STATUSES = ("processing", "success", "error", "pending")
 OUTPUT_URL_FIELDS = ("imageURL", "videoURL", "audioURL")
 
 NOT_CANCELLABLE = "runware has no cancel API: a task runs to its end"
-MESSAGE_LIMIT = 300
-
-
-class Malformed(ValueError):
-    """A 2xx answer that is not what the docs describe."""
 
 
 def task_uuid_for(execution_id: str) -> str:
@@ -104,8 +99,7 @@ class RunwareProvider:
             "includeCost": True,
         }
         response = self._http.request("POST", TASKS_PATH, json=[task])
-        body = self._http.json(response, "submit")
-        data, errors = _ours(body, task_uuid)
+        data, errors = self._http.parsed(response, "submit", lambda body: _ours(body, task_uuid))
         if errors and not data:
             raise ProviderRejected(
                 f"{PROVIDER} refused the task: {_error_message(errors[0])}",
@@ -122,11 +116,7 @@ class RunwareProvider:
         response = self._http.request(
             "POST", TASKS_PATH, json=[{"taskType": "getResponse", "taskUUID": task_uuid}]
         )
-        body = self._http.json(response, "poll")
-        try:
-            return _poll_result(body, task_uuid, expected)
-        except (Malformed, KeyError, TypeError, ValueError) as error:
-            raise self._http.malformed(response, "poll") from error
+        return self._http.parsed(response, "poll", lambda body: _poll_result(body, task_uuid, expected))
 
     def cancel(self, provider_request_id: str) -> None:
         raise ProviderRejected(NOT_CANCELLABLE)

@@ -54,11 +54,7 @@ class SimProvider:
 
     def poll(self, provider_request_id: str) -> PollResult:
         response = self._call("GET", f"/v1/jobs/{quote(provider_request_id, safe='')}")
-        body = self._http.json(response, "poll")
-        try:
-            return _poll_result(body)
-        except (ValueError, KeyError, TypeError) as error:
-            raise self._http.malformed(response, "poll") from error
+        return self._http.parsed(response, "poll", _poll_result)
 
     def cancel(self, provider_request_id: str) -> None:
         response = self._call("POST", f"/v1/jobs/{quote(provider_request_id, safe='')}/cancel")

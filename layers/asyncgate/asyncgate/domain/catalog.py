@@ -21,8 +21,10 @@ class Price(BaseModel):
 
 
 class ProviderDefaults(BaseModel):
-    """What a pass-through model id (`<provider>/<provider's model id>`, e.g. `replicate/owner/name`) is
-    given: any model of a configured provider is reachable without a catalog entry of its own."""
+    """How a model runs and what it costs. A named model (ModelSpec) says it for itself; a provider's
+    entry in the catalog's `providers` says it for every pass-through id of that provider
+    (`<provider>/<provider's model id>`, e.g. `replicate/owner/name`), so any of its models is reachable
+    without a catalog entry of its own."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
 
@@ -31,25 +33,18 @@ class ProviderDefaults(BaseModel):
     expected_duration_seconds: Number = Field(gt=0)
     max_duration_seconds: Number = Field(gt=0)
     price: Price
-    dispatch: Literal["inline", "queued"] = "inline"
-    poll_error_budget: int = Field(default=5, ge=0)
-
-
-class ModelSpec(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
-
-    model: str
-    provider: str
-    provider_model: str
-    is_async: bool = Field(alias="async")
-    cancel: bool
-    expected_duration_seconds: Number = Field(gt=0)
-    max_duration_seconds: Number = Field(gt=0)
-    price: Price
     # inline: the provider is called during submit; queued: the poll queue dispatches it.
     dispatch: Literal["inline", "queued"] = "inline"
     # Consecutive transient provider errors tolerated before the execution fails PROVIDER_UNREACHABLE.
     poll_error_budget: int = Field(default=5, ge=0)
+
+
+class ModelSpec(ProviderDefaults):
+    model: str
+    provider: str
+    provider_model: str
+    # A named model says whether its provider runs it asynchronously.
+    is_async: bool = Field(alias="async")
     # A JSON Schema (2020-12) the model's `input` must satisfy: checked at submit (422), and checked itself
     # when the catalog loads, so a broken schema fails the deployment rather than a request.
     input_schema: dict[str, Any] | None = None

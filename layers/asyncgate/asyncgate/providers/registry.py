@@ -1,4 +1,5 @@
-"""Provider adapters by name, built once per container.
+"""Provider adapters by name, built once per container (and again once a key read from SSM or Secrets
+Manager may have rotated).
 
 An adapter's module (and its HTTP stack) is imported the first time that provider is used, so the
 functions that never call a provider (status, list, models, cancel) do not pay for it at cold start.

@@ -93,6 +93,7 @@ class Execution(WireModel):
     status: Status
     progress: float | None = None
     queue_position: int | None = None
+    eta_seconds: int | None = None
     created_at: Timestamp
     started_at: Timestamp | None = None
     completed_at: Timestamp | None = None

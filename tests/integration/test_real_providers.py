@@ -54,10 +54,12 @@ def test_a_fal_job_runs_through_the_gateway(gateway: Gateway, fal: FakeApi) -> N
     assert accepted.json()["providerRequestId"] == f"fal-ai/flux::{submitted['request_id']}"
     execution_id = accepted.json()["executionId"]
     queued = gateway.drain_until(execution_id, lambda e: e["pollCount"] >= 1)
-    assert (queued["status"], queued["queuePosition"]) == ("running", 3)
+    # Still in fal's queue: all of the model's expected run (5 s) is ahead of it.
+    assert (queued["status"], queued["queuePosition"], queued["etaSeconds"]) == ("running", 3, 5)
     done = gateway.run_to_end(execution_id)
     assert done["status"] == "succeeded"
     assert done["queuePosition"] is None
+    assert done["etaSeconds"] is None
     assert done["result"]["outputs"] == [
         {"url": "https://fal.media/files/elephant/abc123def456.jpeg", "contentType": "image/jpeg"}
     ]

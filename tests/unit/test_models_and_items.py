@@ -67,7 +67,7 @@ def test_the_execution_object_has_exactly_the_contract_fields() -> None:
         "executionId", "model", "status", "progress", "createdAt", "startedAt", "completedAt", "updatedAt",
         "providerRequestId", "result", "error", "pollCount", "cost", "metadata", "webhook", "cleanupAfter",
         # Beyond API.md's example: the provider's queue position while the job waits in it (issue 7).
-        "queuePosition",
+        "queuePosition", "etaSeconds",
     }  # fmt: skip
     assert view["webhook"] == {
         "configured": True,
@@ -85,7 +85,7 @@ def test_item_round_trip_keeps_every_field() -> None:
     assert SPEC is not None
     running = advance(
         _execution(), Event.DISPATCHED, now=NOW, retention=timedelta(days=7),
-        provider_request_id="sim_1", started_at=NOW, progress=42.5, queue_position=4,
+        provider_request_id="sim_1", started_at=NOW, progress=42.5, queue_position=4, eta_seconds=12,
         result=Result(outputs=[OutputRef(url="https://x/1.mp4", content_type="video/mp4")], raw={"a": [1.5]}),
     )  # fmt: skip
     assert from_item(to_item(running)) == running

@@ -14,6 +14,7 @@ from asyncgate.domain.schedule import (
     MIN_DELAY_SECONDS,
     PollPlan,
     error_retry_delay,
+    eta_seconds,
     first_poll_delay,
     next_poll_delay,
     sqs_hop_seconds,
@@ -91,3 +92,11 @@ def test_error_backoff_doubles_with_jitter_and_caps() -> None:
 )
 def test_sqs_hops_are_whole_seconds_up_to_900(remaining: float, hop: int) -> None:
     assert sqs_hop_seconds(remaining) == hop
+
+
+def test_eta_from_progress_else_the_expected_duration() -> None:
+    plan = PollPlan(expected_seconds=20, max_seconds=600)
+    assert eta_seconds(plan, elapsed=10, progress=25.0) == 30.0, "a quarter done in 10 s: 30 s to go"
+    assert eta_seconds(plan, elapsed=5, progress=None) == 15.0
+    assert eta_seconds(plan, elapsed=5, progress=100.0) == 0.0
+    assert eta_seconds(plan, elapsed=25, progress=None) is None, "overdue without progress: unknown"

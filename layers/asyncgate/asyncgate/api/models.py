@@ -156,6 +156,8 @@ class ExecutionView(WireModel):
     progress: float | None
     # The job's place in the provider's queue while it waits there (fal, Kie.ai), else null.
     queue_position: int | None
+    # Seconds the job is estimated still to run (progress rate, else the expected duration), else null.
+    eta_seconds: int | None
     created_at: Timestamp
     started_at: Timestamp | None
     completed_at: Timestamp | None

@@ -87,6 +87,9 @@ class Execution(BaseModel):
     progress: float | None = None
     # The job's place in the provider's queue, while the provider says it waits in one.
     queue_position: int | None = None
+    # Seconds the job still has to run, as estimated at the last poll (progress rate, else the model's
+    # expected duration); None when there is nothing to estimate from, or once terminal.
+    eta_seconds: int | None = None
     created_at: datetime
     started_at: datetime | None = None
     completed_at: datetime | None = None
@@ -202,6 +205,7 @@ def advance(
             "cleanup_after": now + retention,
             "next_poll_at": None,
             "queue_position": None,
+            "eta_seconds": None,
         }
         # What succeeded costs what was reserved for it at submit; nothing else is charged.
         update["cost"] = Cost(credits=execution.reserved_credits if status is Status.SUCCEEDED else 0)

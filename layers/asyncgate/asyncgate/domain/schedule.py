@@ -52,10 +52,23 @@ def first_poll_delay(plan: PollPlan) -> float:
     return _clamp(plan.expected_seconds / 4, plan.cap_seconds)
 
 
+def eta_seconds(plan: PollPlan, *, elapsed: float, progress: float | None) -> float | None:
+    """How long the job still has to run, by its progress rate when it reports progress, else by the
+    model's expected duration; None once it has run past that (nothing left to estimate from)."""
+    if progress is not None and 0 < progress < 100:
+        return elapsed * (100 - progress) / progress
+    if progress is not None and progress >= 100:
+        return 0.0
+    left = plan.expected_seconds - elapsed
+    return left if left >= 0 else None
+
+
 def next_poll_delay(plan: PollPlan, *, elapsed: float, progress: float | None, rng: random.Random) -> float:
     """Delay before the next poll of a job that has been running for `elapsed` seconds."""
     if progress is not None and 0 < progress < 100:
-        return _clamp(elapsed * (100 - progress) / progress, plan.cap_seconds)
+        remaining = eta_seconds(plan, elapsed=elapsed, progress=progress)
+        assert remaining is not None
+        return _clamp(remaining, plan.cap_seconds)
     if progress is not None and progress >= 100:
         # Done computing but not yet reported done (e.g. uploading outputs): look again soon.
         return MIN_DELAY_SECONDS

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from asyncgate.domain.catalog import ModelSpec
 from asyncgate.domain.execution import Execution, Failure, OutputRef, Result, advance, new_tick_id
-from asyncgate.domain.schedule import error_retry_delay, first_poll_delay, next_poll_delay
+from asyncgate.domain.schedule import error_retry_delay, eta_seconds, first_poll_delay, next_poll_delay
 from asyncgate.domain.status import Event, Status
 from asyncgate.observability import logger, metrics
 from asyncgate.providers.base import (
@@ -237,9 +238,18 @@ def _after_poll(
         Event.PROGRESSED,
         progress=polled.progress if polled.progress is not None else execution.progress,
         queue_position=polled.queue_position if polled.state is ProviderState.PENDING else None,
+        eta_seconds=_eta(spec, polled, elapsed),
         result=result or execution.result,
         **_rescheduled(deps, now, delay),
     )
+
+
+def _eta(spec: ModelSpec, polled: PollResult, elapsed: float) -> int | None:
+    """Seconds left, whole: a job still in the provider's queue has all of its expected run ahead."""
+    if polled.state is ProviderState.PENDING:
+        return math.ceil(spec.expected_duration_seconds)
+    remaining = eta_seconds(spec.poll_plan, elapsed=elapsed, progress=polled.progress)
+    return None if remaining is None else math.ceil(remaining)
 
 
 def _output(output: Output) -> OutputRef:

@@ -153,6 +153,8 @@ class Model(WireModel):
     expected_duration_seconds: float
     max_duration_seconds: float
     price: Price
+    # The JSON Schema the model's `input` must satisfy, when the catalog gives one.
+    input_schema: dict[str, Any] | None = None
 
 
 class ModelList(WireModel):

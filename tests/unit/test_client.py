@@ -136,6 +136,7 @@ def test_models_parse_camel_case_and_async(api: FakeApi, client: Client) -> None
                         "expectedDurationSeconds": 20,
                         "maxDurationSeconds": 600,
                         "price": {"credits": 10},
+                        "inputSchema": {"type": "object"},
                         "addedByANewerServer": "ignored",
                     },
                     {
@@ -157,6 +158,7 @@ def test_models_parse_camel_case_and_async(api: FakeApi, client: Client) -> None
     assert (video.model, video.is_async, video.cancel) == ("sim-video", True, True)
     assert (video.expected_duration_seconds, video.max_duration_seconds, video.price.credits) == (20, 600, 10)
     assert chat.is_async is False
+    assert (video.input_schema, chat.input_schema) == ({"type": "object"}, None)
     assert video.to_wire()["async"] is True
     assert api.seen[0].headers["x-api-key"] == "key-a"
 

@@ -195,10 +195,6 @@ def _parallel_submits(url: str, api_key: str, count: int) -> tuple[Counter[str],
     return labels, odd, elapsed
 
 
-def _status(labels: Counter[str], status: int) -> int:
-    return sum(count for label, count in labels.items() if label.split()[0] == str(status))
-
-
 def _account(url: str, api_key: str) -> dict[str, Any]:
     answer = requests.get(f"{url}/v1/account", headers={"X-API-Key": api_key}, timeout=60)
     answer.raise_for_status()
@@ -228,6 +224,34 @@ def _check(failures: list[str], label: str, actual: object, expected: object) ->
         failures.append(f"{label} is {actual}, expected {expected}")
 
 
+def _limit_burst(
+    url: str, failures: list[str], label: str, api_key: str, burst: int, fits: int, refusal: str, what: str
+) -> dict[str, Any]:
+    """`burst` parallel submits of which exactly `fits` may be created and the rest refused with
+    `refusal`: prints what happened, records each broken invariant, and answers the account after."""
+    labels, odd, elapsed = _parallel_submits(url, api_key, burst)
+    account = _account(url, api_key)
+    listed = _listed(url, api_key)
+    created, refused = labels["202"], labels[refusal]
+    print(
+        f"  {burst} parallel submits {what}: created {created}, {refusal.split()[0]} {refused}, "
+        f"other {burst - created - refused}; account credits {account['credits']} reservedCredits "
+        f"{account['reservedCredits']} liveExecutions {account['liveExecutions']}"
+    )
+    print(
+        f"    in {elapsed:.1f} s; answers {dict(sorted(labels.items()))}; listed "
+        f"{sum(listed.values())} {dict(listed)}"
+    )
+    for sample in odd:
+        print(f"    unexpected answer: {sample}")
+    _check(failures, f"{label}: created", created, fits)
+    _check(failures, f"{label}: {refusal}", refused, burst - fits)
+    _check(failures, f"{label}: liveExecutions", account["liveExecutions"], fits)
+    _check(failures, f"{label}: listed executions", sum(listed.values()), fits)
+    _check(failures, f"{label}: reservedCredits", account["reservedCredits"], fits * PRICE)
+    return account
+
+
 def bench_account_limits() -> bool:
     """Section 7; True when every invariant held (each failure printed as a FAIL line)."""
     print(
@@ -242,61 +266,15 @@ def bench_account_limits() -> bool:
         try:
             url = dev.wait_ready()
 
-            labels, odd, elapsed = _parallel_submits(url, "limited-key", QUEUE_BURST)
-            account = _account(url, "limited-key")
-            listed = _listed(url, "limited-key")
-            created, refused = _status(labels, 202), _status(labels, 429)
-            other = QUEUE_BURST - created - refused
-            print(
-                f"  {QUEUE_BURST} parallel submits against queueLimit {QUEUE_LIMIT}: created {created}, "
-                f"429 {refused}, other {other}; account liveExecutions {account['liveExecutions']}"
-            )
-            print(
-                f"    in {elapsed:.1f} s; answers {dict(sorted(labels.items()))}; listed "
-                f"{sum(listed.values())} {dict(listed)}; account credits {account['credits']} "
-                f"reservedCredits {account['reservedCredits']}"
-            )
-            for sample in odd:
-                print(f"    unexpected answer: {sample}")
-            _check(failures, "limited: created", created, QUEUE_LIMIT)
-            _check(
-                failures,
-                "limited: 429 QUEUE_LIMIT_EXCEEDED",
-                labels["429 QUEUE_LIMIT_EXCEEDED"],
-                QUEUE_BURST - QUEUE_LIMIT,
-            )
-            _check(failures, "limited: liveExecutions", account["liveExecutions"], QUEUE_LIMIT)
-            _check(failures, "limited: listed executions", sum(listed.values()), QUEUE_LIMIT)
-            _check(failures, "limited: reservedCredits", account["reservedCredits"], QUEUE_LIMIT * PRICE)
-
-            labels, odd, elapsed = _parallel_submits(url, "budget-key", BUDGET_BURST)
-            account = _account(url, "budget-key")
-            listed = _listed(url, "budget-key")
-            created, refused = _status(labels, 202), _status(labels, 402)
-            other = BUDGET_BURST - created - refused
-            print(
-                f"  {BUDGET_BURST} parallel submits with credits for {BUDGET_JOBS} ({BUDGET_JOBS * PRICE} "
-                f"credits, price {PRICE}): created {created}, 402 {refused}, other {other}; account credits "
-                f"{account['credits']} reservedCredits {account['reservedCredits']} liveExecutions "
-                f"{account['liveExecutions']}"
-            )
-            print(
-                f"    in {elapsed:.1f} s; answers {dict(sorted(labels.items()))}; listed "
-                f"{sum(listed.values())} {dict(listed)}"
-            )
-            for sample in odd:
-                print(f"    unexpected answer: {sample}")
-            _check(failures, "budget: created", created, BUDGET_JOBS)
-            _check(
-                failures,
-                "budget: 402 INSUFFICIENT_CREDITS",
-                labels["402 INSUFFICIENT_CREDITS"],
-                BUDGET_BURST - BUDGET_JOBS,
-            )
+            account = _limit_burst(
+                url, failures, "limited", "limited-key", QUEUE_BURST, QUEUE_LIMIT, "429 QUEUE_LIMIT_EXCEEDED",
+                f"against queueLimit {QUEUE_LIMIT}",
+            )  # fmt: skip
+            account = _limit_burst(
+                url, failures, "budget", "budget-key", BUDGET_BURST, BUDGET_JOBS, "402 INSUFFICIENT_CREDITS",
+                f"with credits for {BUDGET_JOBS} ({BUDGET_JOBS * PRICE} credits, price {PRICE})",
+            )  # fmt: skip
             _check(failures, "budget: credits", account["credits"], 0)
-            _check(failures, "budget: reservedCredits", account["reservedCredits"], BUDGET_JOBS * PRICE)
-            _check(failures, "budget: liveExecutions", account["liveExecutions"], BUDGET_JOBS)
-            _check(failures, "budget: listed executions", sum(listed.values()), BUDGET_JOBS)
         finally:
             dev.stop()
     for failure in failures:

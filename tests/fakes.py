@@ -8,10 +8,13 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from asyncgate.providers.base import PollResult, Provider
 
 
 def _parsed(raw: bytes) -> Any:
@@ -118,3 +121,16 @@ class FakeApi:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def poll_until(
+    provider: Provider, job_id: str, done: Callable[[PollResult], bool], timeout: float = 3.0
+) -> PollResult:
+    """Poll a (real-time) provider job until `done` holds, within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        polled = provider.poll(job_id)
+        if done(polled):
+            return polled
+        assert time.monotonic() < deadline, f"gave up waiting; last poll: {polled}"
+        time.sleep(0.02)

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 import requests
 
-from asyncgate.providers.base import PollResult, ProviderRejected, ProviderState, ProviderUnavailable
+from asyncgate.providers.base import ProviderRejected, ProviderState, ProviderUnavailable
 from asyncgate.providers.sim import NOT_CONFIGURED, SimProvider
 from asyncgate_dev.simprovider import SimProviderServer
+from tests.fakes import poll_until
 
 TERMINAL = {ProviderState.SUCCEEDED, ProviderState.FAILED, ProviderState.CANCELLED}
 
@@ -33,18 +34,6 @@ def submit(provider: SimProvider, execution_id: str = "exec-1", **sim: Any) -> s
     return provider.submit(
         execution_id=execution_id, provider_model="sim-video", input={"prompt": "a cat", "sim": sim}
     ).provider_request_id
-
-
-def poll_until(
-    provider: SimProvider, job_id: str, done: Callable[[PollResult], bool], timeout: float = 3.0
-) -> PollResult:
-    deadline = time.monotonic() + timeout
-    while True:
-        polled = provider.poll(job_id)
-        if done(polled):
-            return polled
-        assert time.monotonic() < deadline, f"gave up waiting; last poll: {polled}"
-        time.sleep(0.02)
 
 
 def test_submit_runs_and_progress_grows(provider: SimProvider, server: SimProviderServer) -> None:

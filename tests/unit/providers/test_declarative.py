@@ -4,8 +4,7 @@ driven against fake providers replaying their answers, and the simulated provide
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import requests
 from pydantic import ValidationError
 
 from asyncgate.providers import sim
-from asyncgate.providers.base import PollResult, ProviderRejected, ProviderState, ProviderUnavailable
+from asyncgate.providers.base import ProviderRejected, ProviderState, ProviderUnavailable
 from asyncgate.providers.declarative import (
     DeclarativeProvider,
     DeclarativeSpec,
@@ -24,7 +23,7 @@ from asyncgate.providers.declarative import (
     render,
 )
 from asyncgate_dev.simprovider import SimProviderServer
-from tests.fakes import Answer, FakeApi
+from tests.fakes import Answer, FakeApi, poll_until
 
 SPECS = Path(__file__).parents[2] / "fixtures" / "providers" / "declarative"
 ANSWERS = SPECS / "answers"
@@ -186,18 +185,6 @@ def test_sim_spec_endings(
     assert polled.incomplete is incomplete
     assert polled.error_message == message
     assert polled.raw == body
-
-
-def poll_until(
-    provider: DeclarativeProvider, job_id: str, done: Callable[[PollResult], bool], timeout: float = 3.0
-) -> PollResult:
-    deadline = time.monotonic() + timeout
-    while True:
-        polled = provider.poll(job_id)
-        if done(polled):
-            return polled
-        assert time.monotonic() < deadline, f"gave up waiting; last poll: {polled}"
-        time.sleep(0.02)
 
 
 def test_sim_spec_drives_the_real_simulated_provider(session: requests.Session) -> None:

@@ -10,11 +10,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from asyncgate.providers.base import PollResult, Provider
+from asyncgate.providers.base import CallbackRejected, CallbackRequest, PollResult, Provider, ProviderJob
 
 
 def _parsed(raw: bytes) -> Any:
@@ -134,3 +135,38 @@ def poll_until(
             return polled
         assert time.monotonic() < deadline, f"gave up waiting; last poll: {polled}"
         time.sleep(0.02)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
+    """Wait (bounded) for `condition` to hold: something another thread does, such as a callback."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.02)
+
+
+class PollingProvider:
+    """A provider fake for the port: takes no callbacks, and every call fails the test unless a subclass
+    answers it."""
+
+    name = "fake"
+    accepts_callbacks = False
+
+    def submit(
+        self,
+        *,
+        execution_id: str,
+        provider_model: str,
+        input: dict[str, Any],
+        callback_url: str | None = None,
+    ) -> ProviderJob:
+        raise AssertionError("submit not expected")
+
+    def poll(self, provider_request_id: str) -> PollResult:
+        raise AssertionError("poll not expected")
+
+    def cancel(self, provider_request_id: str) -> None:
+        raise AssertionError("cancel not expected")
+
+    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+        raise CallbackRejected(f"{self.name} takes no callbacks")

@@ -7,7 +7,8 @@ with `SimProviderServer`.
 
 HTTP API (JSON bodies; every error answers `{"error": {"message": "..."}}`):
 
-`POST /v1/jobs` with `{"model": "sim-video", "input": {...}, "reference": "<client reference, optional>"}`
+`POST /v1/jobs` with `{"model": "sim-video", "input": {...}, "reference": "<client reference, optional>",
+"callbackUrl": "<http(s) URL, optional>"}`
     Models: `sim-video` (outputs `video/mp4`) and `sim-image` (outputs `image/png`). `input.sim` (optional)
     shapes the job; unknown fields are refused so that a typo does not pass silently:
 
@@ -20,7 +21,12 @@ HTTP API (JSON bodies; every error answers `{"error": {"message": "..."}}`):
     - `pollErrors`: integer >= 0, default 0. The first N GETs of the job answer 503.
 
     201 `{"id": "sim_<hex>", "status": "running", "createdAt": ...}`; 400 when the body or `input.sim`
-    is malformed or the model unknown.
+    is malformed, the model unknown, or `callbackUrl` not an http(s) URL.
+
+    With `callbackUrl`, the server POSTs `{"id", "status"}` (JSON) there once when the job ends:
+    `succeeded` or `failed` at its duration, `cancelled` when a cancel stops it. One attempt, a 5 s
+    timeout, errors ignored, from a background thread; unsigned. `SimProviderServer(drop_callbacks=True)`
+    records the callbacks without sending them (lost callbacks).
 
 `GET /v1/jobs/{id}`
     200 with the job: `{"id", "model", "reference", "status", "progress", "outputs", "createdAt",
@@ -31,7 +37,7 @@ HTTP API (JSON bodies; every error answers `{"error": {"message": "..."}}`):
 
 `POST /v1/jobs/{id}/cancel`
     200 with the job. A running job becomes `cancelled` at once, keeping its progress and the outputs
-    finished so far; a finished job is left as it is. 404 for an unknown id.
+    finished so far (and its callback says so); a finished job is left as it is. 404 for an unknown id.
 
 `GET /v1/jobs/{id}/outputs/{n}`
     A few fake bytes of the output's content type once output n is ready; 404 before (or never).
@@ -48,6 +54,7 @@ import secrets
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
@@ -55,6 +62,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+import requests
 
 from asyncgate.domain.clock import format_ts
 
@@ -71,6 +80,7 @@ MAX_DURATION_SECONDS = 3600.0
 MAX_OUTPUTS = 16
 MAX_BODY_BYTES = 1 << 20
 FAILURE_MESSAGE = "simulated failure: the model crashed"
+CALLBACK_TIMEOUT_SECONDS = 5.0
 
 
 class SimInputError(ValueError):
@@ -142,6 +152,11 @@ class _Job:
             return "cancelled"
         if self.elapsed(now) < self.spec.duration_seconds:
             return "running"
+        return self.end_status
+
+    @property
+    def end_status(self) -> str:
+        """How the job ends when it runs to its duration."""
         return "failed" if self.spec.outcome == "fail" else "succeeded"
 
     def ready_outputs(self, now: float) -> int:
@@ -186,11 +201,17 @@ class _Answer(Exception):
 
 
 class _JobBook:
-    """Every job of one server, behind one lock: handler threads read and cancel concurrently."""
+    """Every job of one server, behind one lock: handler threads read and cancel concurrently, and each
+    job with a callback URL has a timer that calls it back when the job ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, drop_callbacks: bool) -> None:
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
+        # Each job's pending callback: its timer and the URL it calls.
+        self._callbacks: dict[str, tuple[threading.Timer, str]] = {}
+        self.drop_callbacks = drop_callbacks
+        self.callbacks_sent = 0
+        self.callbacks_dropped = 0
 
     def count(self) -> int:
         with self._lock:
@@ -205,7 +226,9 @@ class _JobBook:
         with self._lock:
             return self._job(job_id).status(time.monotonic())
 
-    def create(self, model: str, reference: str | None, spec: SimSpec, base_url: str) -> dict[str, Any]:
+    def create(
+        self, model: str, reference: str | None, spec: SimSpec, base_url: str, callback_url: str | None
+    ) -> dict[str, Any]:
         job = _Job(
             id=f"sim_{secrets.token_hex(12)}",
             model=model,
@@ -216,6 +239,8 @@ class _JobBook:
         )
         with self._lock:
             self._jobs[job.id] = job
+            if callback_url is not None:
+                self._schedule(job.id, callback_url, spec.duration_seconds, self._ended)
             return job.view(job.started, base_url)
 
     def get(self, job_id: str, base_url: str) -> dict[str, Any]:
@@ -233,6 +258,12 @@ class _JobBook:
             if job.status(now) == "running":
                 job.cancelled_after = now - job.started
                 job.cancelled_at = datetime.now(UTC)
+                pending = self._callbacks.pop(job_id, None)
+                if pending is not None:
+                    # The end-of-run callback gives way to an immediate `cancelled` one.
+                    timer, url = pending
+                    timer.cancel()
+                    self._schedule(job_id, url, 0.0, self._cancelled)
             return job.view(now, base_url)
 
     def output(self, job_id: str, number: int) -> str:
@@ -243,11 +274,51 @@ class _JobBook:
                 raise _Answer(HTTPStatus.NOT_FOUND, f"output {number} of job {job_id} is not ready")
             return CONTENT_TYPES[job.model]
 
+    def stop_callbacks(self) -> None:
+        """Cancel every callback not yet due (one being sent finishes on its own daemon thread)."""
+        with self._lock:
+            for timer, _ in self._callbacks.values():
+                timer.cancel()
+            self._callbacks.clear()
+
     def _job(self, job_id: str) -> _Job:
         job = self._jobs.get(job_id)
         if job is None:
             raise _Answer(HTTPStatus.NOT_FOUND, f"no job {job_id}")
         return job
+
+    def _schedule(self, job_id: str, url: str, delay: float, fire: Callable[[str, str], None]) -> None:
+        """Call `fire(job_id, url)` after `delay` seconds on a daemon thread (under the lock)."""
+        timer = threading.Timer(delay, fire, args=(job_id, url))
+        timer.daemon = True
+        self._callbacks[job_id] = (timer, url)
+        timer.start()
+
+    def _ended(self, job_id: str, url: str) -> None:
+        with self._lock:
+            job = self._jobs[job_id]
+            # Cancelled meanwhile (its own callback is due) or the server stopped: nothing to send.
+            if job.cancelled_after is not None or self._callbacks.pop(job_id, None) is None:
+                return
+            status = job.end_status
+        self._call_back(url, job_id, status)
+
+    def _cancelled(self, job_id: str, url: str) -> None:
+        with self._lock:
+            if self._callbacks.pop(job_id, None) is None:
+                return  # the server stopped meanwhile
+        self._call_back(url, job_id, "cancelled")
+
+    def _call_back(self, url: str, job_id: str, status: str) -> None:
+        """One POST of `{"id", "status"}`, outside the lock; errors ignored (a lost callback)."""
+        with self._lock:
+            if self.drop_callbacks:
+                self.callbacks_dropped += 1
+                return
+        with contextlib.suppress(requests.RequestException):
+            requests.post(url, json={"id": job_id, "status": status}, timeout=CALLBACK_TIMEOUT_SECONDS)
+        with self._lock:
+            self.callbacks_sent += 1
 
 
 class _HttpServer(ThreadingHTTPServer):
@@ -309,19 +380,24 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             raise _Answer(HTTPStatus.BAD_REQUEST, "body must be a JSON object")
         model, job_input, reference = body.get("model"), body.get("input", {}), body.get("reference")
+        callback_url = body.get("callbackUrl")
         if model not in CONTENT_TYPES:
             raise _Answer(HTTPStatus.BAD_REQUEST, f"unknown model {model!r}: use {', '.join(CONTENT_TYPES)}")
         if not isinstance(job_input, dict):
             raise _Answer(HTTPStatus.BAD_REQUEST, "input must be an object")
         if reference is not None and not isinstance(reference, str):
             raise _Answer(HTTPStatus.BAD_REQUEST, "reference must be a string")
+        if callback_url is not None and not (
+            isinstance(callback_url, str) and callback_url.startswith(("http://", "https://"))
+        ):
+            raise _Answer(HTTPStatus.BAD_REQUEST, "callbackUrl must be an http:// or https:// URL")
         try:
             spec = SimSpec.parse(job_input.get("sim"))
         except SimInputError as error:
             raise _Answer(HTTPStatus.BAD_REQUEST, str(error)) from error
         if spec.submit_status is not None:
             raise _Answer(spec.submit_status, f"simulated submit answer {spec.submit_status}")
-        created = self.server.book.create(model, reference, spec, self.server.url)
+        created = self.server.book.create(model, reference, spec, self.server.url, callback_url)
         return {key: created[key] for key in ("id", "status", "createdAt")}
 
     def _send_json(self, status: HTTPStatus | int, body: dict[str, Any]) -> None:
@@ -339,12 +415,13 @@ class SimProviderServer:
     """The simulated provider on 127.0.0.1, served from a background thread.
 
     `port=0` takes a free port; `url` tells which one once started. Use as a context manager, or call
-    `start()` and `stop()`.
+    `start()` and `stop()`. With `drop_callbacks` (also settable later), jobs' callbacks are counted but
+    never sent: lost callbacks, for tests and the bench.
     """
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, drop_callbacks: bool = False) -> None:
         self._port = port
-        self._book = _JobBook()
+        self._book = _JobBook(drop_callbacks)
         self._httpd: _HttpServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -359,6 +436,7 @@ class SimProviderServer:
         return self
 
     def stop(self) -> None:
+        self._book.stop_callbacks()
         if self._httpd is None:
             return
         self._httpd.shutdown()
@@ -383,6 +461,24 @@ class SimProviderServer:
         if self._httpd is None:
             raise RuntimeError("the simulated provider is not running: call start() first")
         return self._httpd.url
+
+    @property
+    def drop_callbacks(self) -> bool:
+        return self._book.drop_callbacks
+
+    @drop_callbacks.setter
+    def drop_callbacks(self, drop: bool) -> None:
+        self._book.drop_callbacks = drop
+
+    @property
+    def callbacks_sent(self) -> int:
+        """Callbacks POSTed so far, whatever their receivers answered (or failed to)."""
+        return self._book.callbacks_sent
+
+    @property
+    def callbacks_dropped(self) -> int:
+        """Callbacks due but not sent because `drop_callbacks` was set."""
+        return self._book.callbacks_dropped
 
     @property
     def job_count(self) -> int:

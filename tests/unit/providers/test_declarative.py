@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,13 @@ import requests
 from pydantic import ValidationError
 
 from asyncgate.providers import sim
-from asyncgate.providers.base import ProviderRejected, ProviderState, ProviderUnavailable
+from asyncgate.providers.base import (
+    CallbackRejected,
+    CallbackRequest,
+    ProviderRejected,
+    ProviderState,
+    ProviderUnavailable,
+)
 from asyncgate.providers.declarative import (
     DeclarativeProvider,
     DeclarativeSpec,
@@ -452,3 +459,13 @@ def test_submit_answer_without_id_is_malformed(api: FakeApi, session: requests.S
     api.on("POST", "/api/v2/models/m/generations", Answer(200, {"ok": True, "data": {"task": {}}}))
     with pytest.raises(ProviderRejected, match="unexpected body"):
         provider_for("acme-video", api, session).submit(execution_id="e", provider_model="m", input={})
+
+
+def test_a_declarative_provider_takes_no_callbacks(api: FakeApi, session: requests.Session) -> None:
+    provider = provider_for("pixelforge", api, session)
+    assert provider.accepts_callbacks is False
+    with pytest.raises(CallbackRejected, match="does not take callbacks"):
+        provider.verify_callback(
+            CallbackRequest(body=b'{"id": "48213"}'), provider_request_id="48213", now=datetime.now(UTC)
+        )
+    assert api.seen == []

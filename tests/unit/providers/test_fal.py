@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from asyncgate.providers.base import ProviderRejected, ProviderState, ProviderUnavailable
-from asyncgate.providers.fal import DOCUMENTED_STATUSES, STATES, FalProvider, build
+from asyncgate.providers.base import (
+    CallbackRejected,
+    CallbackRequest,
+    ProviderRejected,
+    ProviderState,
+    ProviderUnavailable,
+)
+from asyncgate.providers.fal import DOCUMENTED_STATUSES, JWKS_URL, STATES, FalProvider, build
 from tests.fakes import Answer, FakeApi
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "providers" / "fal"
@@ -356,3 +367,176 @@ def test_the_key_never_reaches_an_error(api: FakeApi, provider: FalProvider) -> 
     for failure in failures:
         assert KEY not in str(failure)
         assert "fal-test-secret" not in repr(failure.args)
+
+
+# Callbacks: fal's webhooks, signed with Ed25519 by a key of fal's JWKS.
+
+NOW = datetime(2026, 5, 2, 10, 0, 0, tzinfo=UTC)
+CALLBACK_URL = "https://gateway.example/v1/callbacks/fal/exec-1?token=t0k3n"
+JWKS_PATH = "/.well-known/jwks.json"
+WEBHOOK_BODY = (FIXTURES / "webhook_ok.json").read_bytes()
+WEBHOOK_REQUEST_ID = fixture("webhook_ok.json")["request_id"]
+WEBHOOK_REFERENCE = f"fal-ai/flux::{WEBHOOK_REQUEST_ID}"
+USER_ID = "fal-user-4f1c"
+
+
+def jwk(key: Ed25519PrivateKey) -> dict[str, str]:
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return {"kty": "OKP", "crv": "Ed25519", "x": base64.urlsafe_b64encode(raw).rstrip(b"=").decode()}
+
+
+def signed(
+    key: Ed25519PrivateKey,
+    body: bytes = WEBHOOK_BODY,
+    *,
+    request_id: str = WEBHOOK_REQUEST_ID,
+    at: datetime = NOW,
+) -> CallbackRequest:
+    timestamp = str(int(at.timestamp()))
+    message = "\n".join([request_id, USER_ID, timestamp, hashlib.sha256(body).hexdigest()]).encode()
+    return CallbackRequest(
+        headers={
+            "x-fal-webhook-request-id": request_id,
+            "x-fal-webhook-user-id": USER_ID,
+            "x-fal-webhook-timestamp": timestamp,
+            "x-fal-webhook-signature": key.sign(message).hex(),
+        },
+        body=body,
+    )
+
+
+@pytest.fixture
+def fal_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def signer(api: FakeApi, fal_key: Ed25519PrivateKey) -> Iterator[FalProvider]:
+    """A fal adapter whose JWKS (fal's key and an unrelated RSA one) is served by the fake."""
+    api.on("GET", JWKS_PATH, Answer(200, {"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB"}, jwk(fal_key)]}))
+    with requests.Session() as session:
+        yield FalProvider(KEY, api.url, session=session, jwks_url=api.url + JWKS_PATH)
+
+
+def test_submit_passes_the_callback_url_as_fal_webhook(api: FakeApi, provider: FalProvider) -> None:
+    api.on("POST", "/fal-ai/fast-sdxl", Answer(200, fixture("submit_fast_sdxl.json")))
+    provider.submit(
+        execution_id="exec-1",
+        provider_model="fal-ai/fast-sdxl",
+        input={"prompt": "a cat"},
+        callback_url=CALLBACK_URL,
+    )
+    [seen] = api.seen
+    assert seen.query == {"fal_webhook": CALLBACK_URL}
+    assert seen.body == {"prompt": "a cat"}, "the input stays the body, untouched"
+    assert provider.accepts_callbacks
+
+
+def test_submit_without_a_callback_url_has_no_query(api: FakeApi, provider: FalProvider) -> None:
+    api.on("POST", "/fal-ai/fast-sdxl", Answer(200, fixture("submit_fast_sdxl.json")))
+    provider.submit(execution_id="exec-1", provider_model="fal-ai/fast-sdxl", input={"prompt": "a cat"})
+    assert api.seen[0].query == {}
+
+
+def test_the_jwks_url_defaults_to_fals() -> None:
+    assert JWKS_URL == "https://rest.alpha.fal.ai/.well-known/jwks.json"
+
+
+def test_a_signed_webhook_about_the_request_is_accepted(
+    api: FakeApi, signer: FalProvider, fal_key: Ed25519PrivateKey
+) -> None:
+    signer.verify_callback(signed(fal_key), provider_request_id=WEBHOOK_REFERENCE, now=NOW)
+    signer.verify_callback(
+        signed(fal_key, at=NOW - timedelta(minutes=5)), provider_request_id=WEBHOOK_REFERENCE, now=NOW
+    )
+
+    [fetch] = api.seen
+    assert (fetch.method, fetch.path) == ("GET", JWKS_PATH)
+    assert "authorization" not in fetch.headers, "the API key never goes to the JWKS host"
+
+
+def test_the_keys_are_fetched_again_once_the_cache_has_passed(
+    api: FakeApi, signer: FalProvider, fal_key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("asyncgate.providers.fal.JWKS_CACHE_SECONDS", 0)
+    rotated = Ed25519PrivateKey.generate()
+    api.on("GET", JWKS_PATH, Answer(200, {"keys": [jwk(fal_key)]}), Answer(200, {"keys": [jwk(rotated)]}))
+
+    signer.verify_callback(signed(fal_key), provider_request_id=WEBHOOK_REFERENCE, now=NOW)
+    signer.verify_callback(signed(rotated), provider_request_id=WEBHOOK_REFERENCE, now=NOW)
+    assert len(api.seen) == 2
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        pytest.param(lambda key: signed(Ed25519PrivateKey.generate()), id="another-key"),
+        pytest.param(
+            lambda key: signed(key).model_copy(update={"body": WEBHOOK_BODY + b" "}), id="body-changed"
+        ),
+        pytest.param(
+            lambda key: signed(key).model_copy(
+                update={"headers": {**signed(key).headers, "x-fal-webhook-user-id": "someone-else"}}
+            ),
+            id="user-changed",
+        ),
+        pytest.param(
+            lambda key: signed(key).model_copy(
+                update={"headers": {**signed(key).headers, "x-fal-webhook-signature": "not hex"}}
+            ),
+            id="signature-not-hex",
+        ),
+        pytest.param(lambda key: signed(key, at=NOW - timedelta(seconds=301)), id="replayed"),
+        pytest.param(lambda key: signed(key, at=NOW + timedelta(seconds=301)), id="from-the-future"),
+        pytest.param(lambda key: signed(key, request_id="another-request"), id="another-request-header"),
+        pytest.param(
+            lambda key: signed(
+                key, json.dumps({**fixture("webhook_ok.json"), "request_id": "another"}).encode()
+            ),
+            id="another-request-body",
+        ),
+        pytest.param(lambda key: signed(key, b"{not json"), id="malformed-body"),
+    ],
+)
+def test_a_forged_replayed_or_foreign_webhook_is_rejected(
+    signer: FalProvider, fal_key: Ed25519PrivateKey, forge: Callable[[Ed25519PrivateKey], CallbackRequest]
+) -> None:
+    with pytest.raises(CallbackRejected):
+        signer.verify_callback(forge(fal_key), provider_request_id=WEBHOOK_REFERENCE, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "x-fal-webhook-request-id",
+        "x-fal-webhook-user-id",
+        "x-fal-webhook-timestamp",
+        "x-fal-webhook-signature",
+    ],
+)
+def test_a_webhook_without_its_headers_is_rejected(
+    signer: FalProvider, fal_key: Ed25519PrivateKey, header: str
+) -> None:
+    request = signed(fal_key)
+    del request.headers[header]
+    with pytest.raises(CallbackRejected):
+        signer.verify_callback(request, provider_request_id=WEBHOOK_REFERENCE, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "jwks",
+    [
+        {"keys": []},
+        {"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB"}]},
+        {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "dG9vLXNob3J0"}]},
+        {"nokeys": True},
+    ],
+)
+def test_a_jwks_without_a_usable_key_is_malformed(
+    api: FakeApi, fal_key: Ed25519PrivateKey, jwks: dict[str, Any]
+) -> None:
+    api.on("GET", JWKS_PATH, Answer(200, jwks))
+    with requests.Session() as session:
+        provider = FalProvider(KEY, api.url, session=session, jwks_url=api.url + JWKS_PATH)
+        with pytest.raises(ProviderRejected):
+            provider.verify_callback(signed(fal_key), provider_request_id=WEBHOOK_REFERENCE, now=NOW)

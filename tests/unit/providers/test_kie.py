@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from asyncgate.providers.base import ProviderRejected, ProviderState, ProviderUnavailable
+from asyncgate.providers.base import (
+    CallbackRejected,
+    CallbackRequest,
+    ProviderRejected,
+    ProviderState,
+    ProviderUnavailable,
+)
 from asyncgate.providers.kie import (
     CREATE_TASK_PATH,
     DOCUMENTED_MARKET_STATES,
@@ -23,6 +33,7 @@ from asyncgate.providers.kie import (
     SUNO_STATES,
     KieProvider,
     build,
+    webhook_key,
 )
 from tests.fakes import Answer, FakeApi
 
@@ -360,3 +371,160 @@ def test_suno_rate_limit_is_transient(api: FakeApi, kie: KieProvider) -> None:
     with pytest.raises(ProviderUnavailable) as caught:
         kie.poll("suno::5c79****be8e")
     assert caught.value.retry_after == 3.0
+
+
+# Callbacks: Kie posts the task record to `callBackUrl`, signed only when the account's webhook HMAC key
+# is turned on.
+
+NOW = datetime(2025, 8, 19, 10, 34, 4, tzinfo=UTC)
+CALLBACK_URL = "https://gateway.example/v1/callbacks/kie/exec-1?token=t0k3n"
+HMAC_KEY = "kie-webhook-hmac-test-key"
+MARKET_CALLBACK = (FIXTURES / "callback_market_success.json").read_bytes()
+MARKET_TASK = fixture("callback_market_success.json")["data"]["taskId"]
+SUNO_CALLBACK = (FIXTURES / "callback_suno_complete.json").read_bytes()
+SUNO_TASK = fixture("callback_suno_complete.json")["data"]["task_id"]
+
+
+def kie_signed(
+    body: bytes = MARKET_CALLBACK, *, task_id: str = MARKET_TASK, key: str = HMAC_KEY, at: datetime = NOW
+) -> CallbackRequest:
+    timestamp = str(int(at.timestamp()))
+    digest = hmac.new(key.encode(), f"{task_id}.{timestamp}".encode(), hashlib.sha256).digest()
+    return CallbackRequest(
+        headers={"x-webhook-timestamp": timestamp, "x-webhook-signature": base64.b64encode(digest).decode()},
+        body=body,
+    )
+
+
+@pytest.fixture
+def signing_kie(api: FakeApi) -> Iterator[KieProvider]:
+    with requests.Session() as session:
+        yield KieProvider(API_KEY, api.url, session=session, webhook_key=lambda: HMAC_KEY)
+
+
+def test_market_submit_passes_the_callback_url(api: FakeApi, kie: KieProvider) -> None:
+    api.on("POST", CREATE_TASK_PATH, Answer(200, fixture("create_task.json")))
+    kie.submit(
+        execution_id="exec-1",
+        provider_model="kling-2.6/text-to-video",
+        input={"prompt": "a cat"},
+        callback_url=CALLBACK_URL,
+    )
+    assert api.seen[0].body == {
+        "model": "kling-2.6/text-to-video",
+        "input": {"prompt": "a cat"},
+        "callBackUrl": CALLBACK_URL,
+    }
+    assert kie.accepts_callbacks
+
+
+def test_suno_submit_passes_the_callback_url_over_the_users(api: FakeApi, kie: KieProvider) -> None:
+    api.on("POST", SUNO_GENERATE_PATH, Answer(200, fixture("suno_generate.json")))
+    kie.submit(
+        execution_id="exec-1",
+        provider_model="suno/V4_5",
+        input={"prompt": "piano", "customMode": False, "callBackUrl": "https://example.com/theirs"},
+        callback_url=CALLBACK_URL,
+    )
+    assert api.seen[0].body == {
+        "prompt": "piano",
+        "customMode": False,
+        "callBackUrl": CALLBACK_URL,
+        "model": "V4_5",
+    }
+
+
+def test_submit_without_a_callback_url_sends_none(api: FakeApi, kie: KieProvider) -> None:
+    api.on("POST", CREATE_TASK_PATH, Answer(200, fixture("create_task.json")))
+    kie.submit(execution_id="exec-1", provider_model="kling-2.6/text-to-video", input={"prompt": "a cat"})
+    assert "callBackUrl" not in api.seen[0].body
+
+
+def test_without_a_key_a_callback_about_the_task_is_accepted_unsigned(kie: KieProvider) -> None:
+    kie.verify_callback(CallbackRequest(body=MARKET_CALLBACK), provider_request_id=MARKET_TASK, now=NOW)
+    kie.verify_callback(
+        CallbackRequest(body=SUNO_CALLBACK), provider_request_id=f"suno::{SUNO_TASK}", now=NOW
+    )
+    # A body naming no task is not refused: the callback URL's token is the only proof there is.
+    kie.verify_callback(
+        CallbackRequest(body=b'{"code": 200, "data": {}}'), provider_request_id=MARKET_TASK, now=NOW
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "reference"),
+    [
+        pytest.param(MARKET_CALLBACK, "another-task", id="another-market-task"),
+        pytest.param(SUNO_CALLBACK, "suno::another-task", id="another-suno-task"),
+        pytest.param(b"<html>", MARKET_TASK, id="malformed-body"),
+        pytest.param(b'["not", "an", "object"]', MARKET_TASK, id="not-an-object"),
+    ],
+)
+def test_without_a_key_a_foreign_or_malformed_callback_is_rejected(
+    kie: KieProvider, body: bytes, reference: str
+) -> None:
+    with pytest.raises(CallbackRejected):
+        kie.verify_callback(CallbackRequest(body=body), provider_request_id=reference, now=NOW)
+
+
+def test_with_a_key_a_signed_callback_is_accepted(signing_kie: KieProvider) -> None:
+    signing_kie.verify_callback(kie_signed(), provider_request_id=MARKET_TASK, now=NOW)
+    signing_kie.verify_callback(
+        kie_signed(SUNO_CALLBACK, task_id=SUNO_TASK, at=NOW + timedelta(minutes=5)),
+        provider_request_id=f"suno::{SUNO_TASK}",
+        now=NOW,
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_", "reference"),
+    [
+        pytest.param(CallbackRequest(body=MARKET_CALLBACK), MARKET_TASK, id="unsigned"),
+        pytest.param(kie_signed(key="another-key"), MARKET_TASK, id="wrong-key"),
+        pytest.param(kie_signed(task_id="another-task"), MARKET_TASK, id="signed-for-another-task"),
+        pytest.param(kie_signed(at=NOW - timedelta(seconds=301)), MARKET_TASK, id="replayed"),
+        pytest.param(kie_signed(at=NOW + timedelta(seconds=301)), MARKET_TASK, id="from-the-future"),
+        pytest.param(kie_signed(), "another-task", id="another-task"),
+        pytest.param(kie_signed(b'{"code": 200, "data": {}}'), MARKET_TASK, id="no-task-to-check"),
+        pytest.param(kie_signed(b"{oops"), MARKET_TASK, id="malformed-body"),
+    ],
+)
+def test_with_a_key_a_forged_replayed_or_foreign_callback_is_rejected(
+    signing_kie: KieProvider, request_: CallbackRequest, reference: str
+) -> None:
+    with pytest.raises(CallbackRejected):
+        signing_kie.verify_callback(request_, provider_request_id=reference, now=NOW)
+
+
+@pytest.mark.parametrize("header", ["x-webhook-timestamp", "x-webhook-signature"])
+def test_with_a_key_a_callback_without_its_headers_is_rejected(signing_kie: KieProvider, header: str) -> None:
+    request = kie_signed()
+    del request.headers[header]
+    with pytest.raises(CallbackRejected):
+        signing_kie.verify_callback(request, provider_request_id=MARKET_TASK, now=NOW)
+
+
+def test_the_webhook_key_comes_from_the_environment_or_a_parameter(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert webhook_key({}) is None
+    assert webhook_key({"KIE_WEBHOOK_HMAC_KEY": f" {HMAC_KEY}\n"}) == HMAC_KEY
+    read: list[str] = []
+
+    def secret_value(name: str) -> str:
+        read.append(name)
+        return HMAC_KEY
+
+    monkeypatch.setattr("asyncgate.providers.kie.secret_value", secret_value)
+    assert webhook_key({"KIE_WEBHOOK_HMAC_KEY_PARAMETER": "/asyncgate/kie-webhook"}) == HMAC_KEY
+    assert read == ["/asyncgate/kie-webhook"]
+
+
+def test_build_reads_the_webhook_key_at_each_callback(monkeypatch: pytest.MonkeyPatch) -> None:
+    built = build(API_KEY, "http://127.0.0.1:9")
+    monkeypatch.delenv("KIE_WEBHOOK_HMAC_KEY", raising=False)
+    monkeypatch.delenv("KIE_WEBHOOK_HMAC_KEY_PARAMETER", raising=False)
+    built.verify_callback(CallbackRequest(body=MARKET_CALLBACK), provider_request_id=MARKET_TASK, now=NOW)
+
+    monkeypatch.setenv("KIE_WEBHOOK_HMAC_KEY", HMAC_KEY)
+    with pytest.raises(CallbackRejected):
+        built.verify_callback(CallbackRequest(body=MARKET_CALLBACK), provider_request_id=MARKET_TASK, now=NOW)
+    built.verify_callback(kie_signed(), provider_request_id=MARKET_TASK, now=NOW)

@@ -6,13 +6,20 @@ import base64
 import json
 import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from asyncgate.providers.base import ProviderRejected, ProviderState, ProviderUnavailable
+from asyncgate.providers.base import (
+    CallbackRejected,
+    CallbackRequest,
+    ProviderRejected,
+    ProviderState,
+    ProviderUnavailable,
+)
 from asyncgate.providers.openai import DOCUMENTED_STATUSES, STATES, OpenAIProvider, build
 from tests.fakes import Answer, FakeApi
 
@@ -266,3 +273,24 @@ def test_unreachable_is_transient() -> None:
         with pytest.raises(ProviderUnavailable) as raised:
             provider.poll(RESPONSE_ID)
     assert KEY not in str(raised.value)
+
+
+def test_openai_takes_no_callbacks(api: FakeApi, provider: OpenAIProvider) -> None:
+    """OpenAI's webhooks are set per project in its dashboard, not per request: jobs are polled."""
+    assert provider.accepts_callbacks is False
+    with pytest.raises(CallbackRejected, match="does not take callbacks"):
+        provider.verify_callback(
+            CallbackRequest(body=json.dumps(fixture("retrieve_completed.json")).encode()),
+            provider_request_id="resp_1",
+            now=datetime.now(UTC),
+        )
+    assert api.seen == []
+
+    api.on("POST", "/v1/responses", Answer(200, fixture("create_queued.json")))
+    provider.submit(
+        execution_id="exec-1",
+        provider_model="gpt-5",
+        input={"input": "hi"},
+        callback_url="https://x.example/cb",
+    )
+    assert "https://x.example/cb" not in json.dumps(api.seen[0].body), "a callback URL would go nowhere"

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from standardwebhooks import Webhook
 
-from asyncgate.providers.base import ProviderRejected, ProviderState, ProviderUnavailable
+from asyncgate.providers.base import (
+    CallbackRejected,
+    CallbackRequest,
+    ProviderRejected,
+    ProviderState,
+    ProviderUnavailable,
+)
 from asyncgate.providers.replicate import (
     ABORTED_MESSAGE,
     DOCUMENTED_STATUSES,
@@ -318,3 +327,171 @@ def test_prediction_ids_are_quoted_into_one_segment(api: FakeApi, provider: Repl
 )
 def test_logs_progress(logs: str | None, progress: float | None) -> None:
     assert logs_progress(logs) == progress
+
+
+# Callbacks: Replicate's webhooks, signed the Standard Webhooks way with the account's secret.
+
+NOW = datetime(2026, 5, 2, 10, 0, 9, tzinfo=UTC)
+CALLBACK_URL = "https://gateway.example/v1/callbacks/replicate/exec-1?token=t0k3n"
+WEBHOOK_SECRET = fixture("webhook_secret.json")["key"]
+
+
+def webhook(
+    body: bytes,
+    *,
+    secret: str = WEBHOOK_SECRET,
+    at: datetime = NOW,
+    message_id: str = "msg_2LK6dXo8bYqNCz1zmcRuBLFk8o4",
+) -> CallbackRequest:
+    signature = Webhook(secret).sign(message_id, at, body.decode())
+    return CallbackRequest(
+        headers={
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": signature,
+        },
+        body=body,
+    )
+
+
+PREDICTION_BODY = json.dumps(fixture("prediction_succeeded_files.json")).encode()
+
+
+@pytest.fixture
+def signing(api: FakeApi) -> FakeApi:
+    api.on("GET", "/v1/webhooks/default/secret", Answer(200, fixture("webhook_secret.json")))
+    return api
+
+
+def test_submit_asks_for_webhooks_at_the_callback_url(api: FakeApi, provider: ReplicateProvider) -> None:
+    api.on("POST", "/v1/predictions", Answer(201, fixture("create_prediction.json")))
+    provider.submit(
+        execution_id="exec-1", provider_model=VERSION, input={"text": "Alice"}, callback_url=CALLBACK_URL
+    )
+
+    assert api.seen[0].body == {
+        "version": VERSION,
+        "input": {"text": "Alice"},
+        "webhook": CALLBACK_URL,
+        "webhook_events_filter": ["output", "completed"],
+    }
+    assert provider.accepts_callbacks
+
+
+def test_submit_without_a_callback_url_asks_for_no_webhook(api: FakeApi, provider: ReplicateProvider) -> None:
+    api.on("POST", "/v1/predictions", Answer(201, fixture("create_prediction.json")))
+    provider.submit(execution_id="exec-1", provider_model=VERSION, input={"text": "Alice"}, callback_url=None)
+    assert api.seen[0].body == {"version": VERSION, "input": {"text": "Alice"}}
+
+
+def test_a_signed_webhook_about_the_prediction_is_accepted(
+    signing: FakeApi, provider: ReplicateProvider
+) -> None:
+    provider.verify_callback(webhook(PREDICTION_BODY), provider_request_id=PREDICTION_ID, now=NOW)
+    # A retry of the same delivery, a minute later, with the secret fetched once.
+    provider.verify_callback(
+        webhook(PREDICTION_BODY, at=NOW + timedelta(minutes=1)), provider_request_id=PREDICTION_ID, now=NOW
+    )
+
+    [fetch] = signing.seen
+    assert fetch.method == "GET"
+    assert fetch.path == "/v1/webhooks/default/secret"
+    assert fetch.headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_any_of_several_signatures_may_match(signing: FakeApi, provider: ReplicateProvider) -> None:
+    request = webhook(PREDICTION_BODY)
+    forged = Webhook("whsec_" + base64.b64encode(b"x" * 24).decode()).sign("msg", NOW, "{}")
+    request.headers["webhook-signature"] = f"{forged} {request.headers['webhook-signature']}"
+    provider.verify_callback(request, provider_request_id=PREDICTION_ID, now=NOW)
+
+
+@pytest.mark.parametrize("age", [timedelta(minutes=5), -timedelta(minutes=5)])
+def test_the_replay_window_is_five_minutes_each_way(
+    signing: FakeApi, provider: ReplicateProvider, age: timedelta
+) -> None:
+    provider.verify_callback(
+        webhook(PREDICTION_BODY, at=NOW - age), provider_request_id=PREDICTION_ID, now=NOW
+    )
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        pytest.param(
+            lambda: webhook(
+                PREDICTION_BODY, secret="whsec_" + base64.b64encode(b"another-secret!!").decode()
+            ),
+            id="wrong-secret",
+        ),
+        pytest.param(
+            lambda: webhook(PREDICTION_BODY).model_copy(update={"body": PREDICTION_BODY + b" "}),
+            id="body-changed",
+        ),
+        pytest.param(
+            lambda: webhook(PREDICTION_BODY).model_copy(
+                update={"headers": {**webhook(PREDICTION_BODY).headers, "webhook-id": "msg_other"}}
+            ),
+            id="id-changed",
+        ),
+        pytest.param(
+            lambda: webhook(PREDICTION_BODY).model_copy(
+                update={"headers": {**webhook(PREDICTION_BODY).headers, "webhook-signature": "v1,AAAA"}}
+            ),
+            id="bad-signature",
+        ),
+        pytest.param(lambda: webhook(PREDICTION_BODY, at=NOW - timedelta(seconds=301)), id="replayed"),
+        pytest.param(lambda: webhook(PREDICTION_BODY, at=NOW + timedelta(seconds=301)), id="from-the-future"),
+        pytest.param(
+            lambda: webhook(
+                json.dumps({**fixture("prediction_succeeded_files.json"), "id": "other"}).encode()
+            ),
+            id="another-prediction",
+        ),
+        pytest.param(lambda: webhook(b"not json"), id="malformed-body"),
+        pytest.param(lambda: webhook(b"[]"), id="not-an-object"),
+    ],
+)
+def test_a_forged_replayed_or_foreign_webhook_is_rejected(
+    signing: FakeApi, provider: ReplicateProvider, forge: Callable[[], CallbackRequest]
+) -> None:
+    with pytest.raises(CallbackRejected):
+        provider.verify_callback(forge(), provider_request_id=PREDICTION_ID, now=NOW)
+
+
+@pytest.mark.parametrize("header", ["webhook-id", "webhook-timestamp", "webhook-signature"])
+def test_a_webhook_without_its_headers_is_rejected(
+    signing: FakeApi, provider: ReplicateProvider, header: str
+) -> None:
+    request = webhook(PREDICTION_BODY)
+    del request.headers[header]
+    with pytest.raises(CallbackRejected):
+        provider.verify_callback(request, provider_request_id=PREDICTION_ID, now=NOW)
+
+
+def test_an_unsigned_webhook_is_rejected_without_fetching_the_secret(
+    signing: FakeApi, provider: ReplicateProvider
+) -> None:
+    with pytest.raises(CallbackRejected):
+        provider.verify_callback(
+            CallbackRequest(body=PREDICTION_BODY), provider_request_id=PREDICTION_ID, now=NOW
+        )
+    assert signing.seen == []
+
+
+def test_a_secret_that_cannot_be_fetched_is_a_provider_error_and_is_asked_again(
+    api: FakeApi, provider: ReplicateProvider
+) -> None:
+    api.on(
+        "GET",
+        "/v1/webhooks/default/secret",
+        Answer(503, {"detail": "unavailable"}),
+        Answer(200, {"key": ""}),
+        Answer(200, fixture("webhook_secret.json")),
+    )
+    with pytest.raises(ProviderUnavailable):
+        provider.verify_callback(webhook(PREDICTION_BODY), provider_request_id=PREDICTION_ID, now=NOW)
+    with pytest.raises(ProviderRejected):
+        provider.verify_callback(webhook(PREDICTION_BODY), provider_request_id=PREDICTION_ID, now=NOW)
+    provider.verify_callback(webhook(PREDICTION_BODY), provider_request_id=PREDICTION_ID, now=NOW)
+    assert len(api.seen) == 3

@@ -6,13 +6,20 @@ import copy
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from asyncgate.providers.base import ProviderRejected, ProviderState, ProviderUnavailable
+from asyncgate.providers.base import (
+    CallbackRejected,
+    CallbackRequest,
+    ProviderRejected,
+    ProviderState,
+    ProviderUnavailable,
+)
 from asyncgate.providers.runware import (
     DOCUMENTED_STATUSES,
     STATES,
@@ -305,3 +312,88 @@ def test_an_acknowledgment_of_another_shape_is_a_rejected_submit(
     api.on("POST", TASKS_PATH, Answer(200, ack))
     with pytest.raises(ProviderRejected, match="unexpected body"):
         runware.submit(execution_id=TASK, provider_model="runware:100@1", input={"positivePrompt": "x"})
+
+
+# Callbacks: Runware posts the task response to `webhookURL`, unsigned.
+
+NOW = datetime(2026, 5, 2, 10, 0, tzinfo=UTC)
+CALLBACK_URL = "https://gateway.example/v1/callbacks/runware/exec-1?token=t0k3n"
+REFERENCE = f"{TASK}::1"
+
+
+def test_submit_passes_the_callback_url_as_webhook_url(api: FakeApi, runware: RunwareProvider) -> None:
+    api.on("POST", TASKS_PATH, Answer(200, fixture("submit_ack.json")))
+    runware.submit(
+        execution_id=TASK,
+        provider_model="videoInference/klingai:5@3",
+        input={"positivePrompt": "a cat", "webhookURL": "https://example.com/theirs"},
+        callback_url=CALLBACK_URL,
+    )
+    assert api.seen[0].body == [
+        {
+            "positivePrompt": "a cat",
+            "webhookURL": CALLBACK_URL,
+            "taskType": "videoInference",
+            "taskUUID": TASK,
+            "model": "klingai:5@3",
+            "deliveryMethod": "async",
+            "includeCost": True,
+        }
+    ]
+    assert runware.accepts_callbacks
+
+
+def test_submit_without_a_callback_url_names_no_webhook(api: FakeApi, runware: RunwareProvider) -> None:
+    api.on("POST", TASKS_PATH, Answer(200, fixture("submit_ack.json")))
+    runware.submit(
+        execution_id=TASK, provider_model="videoInference/klingai:5@3", input={"positivePrompt": "x"}
+    )
+    assert "webhookURL" not in api.seen[0].body[0]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(fixture("get_response_success.json"), id="task-response"),
+        pytest.param(fixture("get_response_error.json"), id="error-response"),
+        pytest.param(fixture("get_response_success.json")["data"][0], id="one-item"),
+        pytest.param(fixture("get_response_success.json")["data"], id="list-of-items"),
+        pytest.param({"data": [{"taskType": "videoInference", "status": "success"}]}, id="no-task-named"),
+    ],
+)
+def test_a_callback_about_the_task_is_accepted(runware: RunwareProvider, body: Any) -> None:
+    runware.verify_callback(
+        CallbackRequest(body=json.dumps(body).encode()), provider_request_id=REFERENCE, now=NOW
+    )
+
+
+def other_task(body: Any) -> bytes:
+    return json.dumps(body).replace(TASK, str(uuid.UUID(int=7))).encode()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(other_task(fixture("get_response_success.json")), id="another-task"),
+        pytest.param(other_task(fixture("get_response_error.json")), id="another-task-error"),
+        pytest.param(other_task(fixture("get_response_success.json")["data"][0]), id="another-task-item"),
+        pytest.param(
+            json.dumps(
+                {
+                    "data": [
+                        *fixture("get_response_success.json")["data"],
+                        {"taskUUID": "other", "status": "success"},
+                    ]
+                }
+            ).encode(),
+            id="ours-and-another",
+        ),
+        pytest.param(b"not json", id="malformed-body"),
+        pytest.param(b'"a string"', id="not-a-response"),
+        pytest.param(b'{"data": {"taskUUID": "x"}}', id="data-not-a-list"),
+        pytest.param(b'{"data": ["x"]}', id="items-not-objects"),
+    ],
+)
+def test_a_foreign_or_malformed_callback_is_rejected(runware: RunwareProvider, raw: bytes) -> None:
+    with pytest.raises(CallbackRejected):
+        runware.verify_callback(CallbackRequest(body=raw), provider_request_id=REFERENCE, now=NOW)

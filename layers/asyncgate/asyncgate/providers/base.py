@@ -6,6 +6,7 @@ provider's own status names.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -84,13 +85,46 @@ class ProviderUnavailable(ProviderError):
         self.retry_after = retry_after
 
 
+class CallbackRequest(BaseModel):
+    """A provider's call to an execution's callback URL, as received: header names lower-cased, the body
+    as sent (signatures are over its exact bytes)."""
+
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: bytes = b""
+
+
+class CallbackRejected(Exception):
+    """A callback that is not the provider's own word on this job: a missing or wrong signature, a
+    timestamp outside the tolerance (a replay), a body about another job."""
+
+
 class Provider(Protocol):
-    """The three calls every provider adapter offers."""
+    """The calls every provider adapter offers."""
 
     name: str
 
-    def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
-        """Start a job. Raises ProviderRejected (4xx/5xx answer) or ProviderUnavailable (no answer)."""
+    @property
+    def accepts_callbacks(self) -> bool:
+        """Whether `submit` hands the provider a callback URL that it calls when the job finishes."""
+        ...
+
+    def submit(
+        self,
+        *,
+        execution_id: str,
+        provider_model: str,
+        input: dict[str, Any],
+        callback_url: str | None = None,
+    ) -> ProviderJob:
+        """Start a job; with `callback_url` (only given when `accepts_callbacks`), ask the provider to
+        call it when the job finishes. Raises ProviderRejected (4xx/5xx answer) or ProviderUnavailable
+        (no answer)."""
+        ...
+
+    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+        """Check that a callback is the provider's, about this job: its signature where the provider
+        signs (raises CallbackRejected otherwise). The callback's body is never trusted for the job's
+        state: a verified callback only makes the gateway poll now."""
         ...
 
     def poll(self, provider_request_id: str) -> PollResult:

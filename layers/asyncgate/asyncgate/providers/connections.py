@@ -13,7 +13,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-KEY_CACHE_SECONDS = 300
+from asyncgate.secrets import SECRET_CACHE_SECONDS, secret_value
+
+KEY_CACHE_SECONDS = SECRET_CACHE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -53,14 +55,7 @@ class Connection:
         name = environ.get(self.parameter_variable)
         if not name:
             return None
-        # Imported only where a key lives in AWS: the parameters utility pulls in its own clients.
-        from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415
-
-        if name.startswith("arn:aws:secretsmanager:"):
-            secret = parameters.get_secret(name, max_age=KEY_CACHE_SECONDS)
-        else:
-            secret = parameters.get_parameter(name, decrypt=True, max_age=KEY_CACHE_SECONDS)
-        return str(secret).strip() or None
+        return secret_value(name) or None
 
 
 CONNECTIONS: dict[str, Connection] = {

@@ -18,6 +18,9 @@ Substitution is deliberately small and whole-value only, never string formatting
 Paths into answers are dotted (`data.task.id`); a numeric segment indexes a list (`data.0.url`), and the
 segment `$json` parses a string holding JSON (`data.resultJson.$json.urls`). Unknown placeholders are
 refused when the spec loads, so a typo fails the deployment rather than a request.
+
+No callbacks: a spec has no way to say where a callback URL goes or how the provider signs, so a
+declarative provider's jobs are followed by polling alone.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -34,6 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from asyncgate.providers.base import (
+    CallbackRejected,
+    CallbackRequest,
     Output,
     PollResult,
     ProviderJob,
@@ -208,6 +214,8 @@ def build_declarative(
 
 
 class DeclarativeProvider:
+    accepts_callbacks = False
+
     def __init__(
         self, spec: DeclarativeSpec, api_key: str, base_url: str, session: requests.Session | None = None
     ) -> None:
@@ -216,7 +224,14 @@ class DeclarativeProvider:
         self._key = api_key
         self._http = ProviderHttp(spec.name, base_url, _headers(spec.headers, api_key), session=session)
 
-    def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
+    def submit(
+        self,
+        *,
+        execution_id: str,
+        provider_model: str,
+        input: dict[str, Any],
+        callback_url: str | None = None,  # never given: accepts_callbacks is False
+    ) -> ProviderJob:
         values = {"input": input, "model": provider_model, "executionId": execution_id}
         submit = self._spec.submit
         segments = {"model": _model_segment(provider_model)} if "{model}" in submit.path else {}
@@ -226,6 +241,9 @@ class DeclarativeProvider:
         if isinstance(job_id, bool) or not isinstance(job_id, str | int) or job_id == "":
             raise self._http.malformed(response, "submit")
         return ProviderJob(provider_request_id=str(job_id))
+
+    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+        raise CallbackRejected(f"{self.name} does not take callbacks")
 
     def poll(self, provider_request_id: str) -> PollResult:
         response = self._send_for_job(self._spec.poll, provider_request_id)

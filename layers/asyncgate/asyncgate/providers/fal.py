@@ -4,6 +4,11 @@ https://fal.ai/docs/api-reference/inference-api).
 - Submit: `POST {base}/{app id}` (the full id, endpoint path included: `fal-ai/flux/dev`) with the
   user's `input` as the JSON body and `Authorization: Key <FAL_KEY>`. fal documents no idempotency key
   or client reference, so the execution id is not sent; the submit is never retried.
+- Callbacks: with a callback URL, the submit carries it as the `fal_webhook` query parameter. fal signs
+  its webhooks with ED25519 (https://docs.fal.ai/model-apis/model-endpoints/webhooks, "Verifying your
+  webhook"): `X-Fal-Webhook-Signature` (hex) over the lines request id, user id, timestamp (the
+  `X-Fal-Webhook-*` headers) and the body's SHA-256 hex digest, by one of the public keys at fal's JWKS
+  (`JWKS_URL`, fetched without the API key and cached for a day). The request id must be this job's.
 - Status, result and cancel live under the app's root only (owner and app, `fal-ai/flux`, plus a
   leading `workflows/` or `comfy/` namespace): fal says to use the `status_url`/`response_url`/
   `cancel_url` of the submit answer rather than build them. The adapter takes that root from the
@@ -22,20 +27,29 @@ https://fal.ai/docs/api-reference/inference-api).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
+import time
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from asyncgate.providers.base import (
+    CallbackRejected,
+    CallbackRequest,
     PollResult,
     ProviderJob,
     ProviderRejected,
     ProviderState,
 )
-from asyncgate.providers.http import ProviderHttp
+from asyncgate.providers.callback_checks import check_job, check_timestamp, json_object, required_header
+from asyncgate.providers.http import Malformed, ProviderHttp
 from asyncgate.providers.outputs import output as output_for
 from asyncgate.providers.outputs import tqdm_progress
 
@@ -60,22 +74,70 @@ SEPARATOR = "::"
 
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
+# fal's webhook signing keys (a JWKS of Ed25519 keys), and how long a fetched set is trusted: a day, as
+# fal's verification guide caches it.
+JWKS_URL = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+JWKS_CACHE_SECONDS = 24 * 3600
+
 
 class FalProvider:
     name = "fal"
+    accepts_callbacks = True
 
-    def __init__(self, api_key: str, base_url: str, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        session: requests.Session | None = None,
+        *,
+        jwks_url: str = JWKS_URL,
+    ) -> None:
         self._http = ProviderHttp("fal", base_url, {"Authorization": f"Key {api_key}"}, session=session)
+        # The JWKS lives on another host: no API key goes there.
+        self._jwks_http = ProviderHttp("fal JWKS", jwks_url, {}, session=session)
+        self._keys: list[Ed25519PublicKey] = []
+        self._keys_until = 0.0  # time.monotonic() until which `_keys` are trusted
 
-    def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
+    def submit(
+        self,
+        *,
+        execution_id: str,
+        provider_model: str,
+        input: dict[str, Any],
+        callback_url: str | None = None,
+    ) -> ProviderJob:
         segments = _app_segments(provider_model)
-        response = self._http.request("POST", "/" + "/".join(segments), json=input)
+        params = {"fal_webhook": callback_url} if callback_url is not None else None
+        response = self._http.request("POST", "/" + "/".join(segments), json=input, params=params)
         body = self._http.json(response, "submit")
         request_id = body.get("request_id")
         if not isinstance(request_id, str) or not request_id or SEPARATOR in request_id:
             raise self._http.malformed(response, "submit")
         root = self._root_from_answer(body.get("response_url"), request_id) or _app_root(segments)
         return ProviderJob(provider_request_id=f"{root}{SEPARATOR}{request_id}")
+
+    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+        """fal's ED25519 signature by one of its published keys, a timestamp within five minutes of `now`,
+        and a request id (the signed header's, and the body's when it has one) that is this job's."""
+        request_id = required_header(request, "x-fal-webhook-request-id", "fal")
+        user_id = required_header(request, "x-fal-webhook-user-id", "fal")
+        timestamp = required_header(request, "x-fal-webhook-timestamp", "fal")
+        signature_hex = required_header(request, "x-fal-webhook-signature", "fal")
+        check_timestamp(timestamp, now, "fal")
+        try:
+            signature = bytes.fromhex(signature_hex)
+        except ValueError:
+            raise CallbackRejected("fal callback signature is not hex") from None
+        message = "\n".join(
+            [request_id, user_id, timestamp, hashlib.sha256(request.body).hexdigest()]
+        ).encode()
+        if not any(_signed_by(key, signature, message) for key in self._public_keys()):
+            raise CallbackRejected("fal callback signature does not match")
+        _, _, ours = provider_request_id.rpartition(SEPARATOR)
+        check_job(request_id, ours, "fal")
+        body = json_object(request, "fal")
+        if "request_id" in body:
+            check_job(body["request_id"], ours, "fal")
 
     def poll(self, provider_request_id: str) -> PollResult:
         request_path = _request_path(provider_request_id)
@@ -108,6 +170,14 @@ class FalProvider:
             raise ProviderRejected(
                 f"fal refused the cancel: {answer['status']}", status=response.status_code, body=response.text
             )
+
+    def _public_keys(self) -> list[Ed25519PublicKey]:
+        """fal's webhook keys, fetched again once a day; ProviderError when they cannot be had."""
+        if time.monotonic() >= self._keys_until:
+            response = self._jwks_http.request("GET", "")
+            self._keys = self._jwks_http.parsed(response, "JWKS", _ed25519_keys)
+            self._keys_until = time.monotonic() + JWKS_CACHE_SECONDS
+        return self._keys
 
     def _result(self, request_path: str, status: dict[str, Any]) -> PollResult:
         response = self._http.request("GET", request_path)
@@ -147,6 +217,29 @@ class FalProvider:
 
 def build(api_key: str, base_url: str) -> FalProvider:
     return FalProvider(api_key, base_url)
+
+
+def _ed25519_keys(jwks: dict[str, Any]) -> list[Ed25519PublicKey]:
+    """The Ed25519 keys (`kty` OKP, `crv` Ed25519, `x` base64url) of a JWKS; a set without any is
+    malformed (every callback would be refused until the next fetch)."""
+    keys = []
+    for jwk in jwks["keys"]:
+        if isinstance(jwk, dict) and jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519":
+            x = jwk["x"]
+            # base64url without padding (RFC 7517); a bad encoding or length raises ValueError.
+            raw = base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
+            keys.append(Ed25519PublicKey.from_public_bytes(raw))
+    if not keys:
+        raise Malformed("the JWKS has no Ed25519 key")
+    return keys
+
+
+def _signed_by(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    try:
+        key.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
 
 
 def _app_segments(provider_model: str) -> list[str]:

@@ -12,24 +12,43 @@ Kie answers HTTP 200 with its own `code` in the body: 200 is success, anything e
 class follows the documented codes (401/402/404/422/501/505 final, 429/455/500 transient).
 
 Kie has no cancel API and no idempotency key: a submit is never retried, a cancel is refused.
+
+Callbacks: with a callback URL, both submit bodies carry it as `callBackUrl`. Kie posts the task's record
+there (`data.taskId` for Market tasks, `data.task_id` for Suno), which must be this task. Kie signs its
+callbacks only when the account turns on its webhook HMAC key
+(https://docs.kie.ai/common-api/webhook-verification): `X-Webhook-Signature` is
+base64(HMAC-SHA256(key, taskId + "." + X-Webhook-Timestamp)). With that key configured here
+(`KIE_WEBHOOK_HMAC_KEY`, or `KIE_WEBHOOK_HMAC_KEY_PARAMETER` naming it in SSM or Secrets Manager), every
+callback must carry a valid signature and a timestamp within five minutes; without it there is nothing to
+verify, and the callback URL's own token is the only proof.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
+import os
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import requests
 
 from asyncgate.providers.base import (
+    CallbackRejected,
+    CallbackRequest,
     PollResult,
     ProviderJob,
     ProviderRejected,
     ProviderState,
     ProviderUnavailable,
 )
+from asyncgate.providers.callback_checks import check_job, check_timestamp, json_object, required_header
 from asyncgate.providers.http import MESSAGE_LIMIT, Malformed, ProviderHttp, retry_after_seconds
 from asyncgate.providers.outputs import output as output_for
+from asyncgate.secrets import secret_value
 
 PROVIDER = "kie.ai"
 CREATE_TASK_PATH = "/api/v1/jobs/createTask"
@@ -85,14 +104,36 @@ DOCUMENTED_SUNO_STATUSES = (
 
 NOT_CANCELLABLE = "kie.ai has no cancel API: a task runs to its end"
 
+# The account's webhook HMAC key (Kie's settings page), in the environment or, in AWS, in SSM or Secrets
+# Manager (named by the `_PARAMETER` variable).
+WEBHOOK_KEY_VARIABLE = "KIE_WEBHOOK_HMAC_KEY"
+WEBHOOK_KEY_PARAMETER_VARIABLE = f"{WEBHOOK_KEY_VARIABLE}_PARAMETER"
+
 
 class KieProvider:
     name = "kie"
+    accepts_callbacks = True
 
-    def __init__(self, api_key: str, base_url: str, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        session: requests.Session | None = None,
+        *,
+        webhook_key: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self._http = ProviderHttp(PROVIDER, base_url, {"Authorization": f"Bearer {api_key}"}, session=session)
+        # Read at the first callback, not at build: polls must not depend on a key only callbacks need.
+        self._webhook_key = webhook_key
 
-    def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
+    def submit(
+        self,
+        *,
+        execution_id: str,
+        provider_model: str,
+        input: dict[str, Any],
+        callback_url: str | None = None,
+    ) -> ProviderJob:
         # Kie documents no idempotency key or client reference, so the execution id is not sent; the
         # submit is sent once (http.py never retries).
         if provider_model.startswith(SUNO_MODEL_PREFIX) or provider_model == "suno":
@@ -102,12 +143,32 @@ class KieProvider:
         else:
             body = {"model": provider_model, "input": input}
             path, id_prefix = CREATE_TASK_PATH, ""
+        if callback_url is not None:
+            body["callBackUrl"] = callback_url
         response = self._http.request("POST", path, json=body)
         _, data = self._answer(response, "submit")
         task_id = data.get("taskId")
         if not isinstance(task_id, str) or not task_id:
             raise self._http.malformed(response, "submit")
         return ProviderJob(provider_request_id=id_prefix + task_id)
+
+    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+        """The body names this task; with the webhook HMAC key configured, Kie's signature over that task
+        id and a timestamp within five minutes of `now`."""
+        data = json_object(request, PROVIDER).get("data")
+        task_id = _callback_task_id(data) if isinstance(data, dict) else None
+        key = self._webhook_key()
+        if key:
+            if task_id is None:
+                raise CallbackRejected(f"{PROVIDER} callback names no task to check its signature against")
+            timestamp = required_header(request, "x-webhook-timestamp", PROVIDER)
+            signature = required_header(request, "x-webhook-signature", PROVIDER)
+            check_timestamp(timestamp, now, PROVIDER)
+            digest = hmac.new(key.encode(), f"{task_id}.{timestamp}".encode(), hashlib.sha256).digest()
+            if not hmac.compare_digest(base64.b64encode(digest), signature.encode()):
+                raise CallbackRejected(f"{PROVIDER} callback signature does not match")
+        if task_id is not None:
+            check_job(task_id, provider_request_id.removeprefix(SUNO_ID_PREFIX), PROVIDER)
 
     def poll(self, provider_request_id: str) -> PollResult:
         suno = provider_request_id.startswith(SUNO_ID_PREFIX)
@@ -147,7 +208,20 @@ class KieProvider:
 
 
 def build(api_key: str, base_url: str) -> KieProvider:
-    return KieProvider(api_key, base_url)
+    return KieProvider(api_key, base_url, webhook_key=webhook_key)
+
+
+def webhook_key(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The account's webhook HMAC key, or None when none is configured (Kie then does not sign)."""
+    if key := environ.get(WEBHOOK_KEY_VARIABLE, "").strip():
+        return key
+    name = environ.get(WEBHOOK_KEY_PARAMETER_VARIABLE)
+    return (secret_value(name) or None) if name else None
+
+
+def _callback_task_id(data: dict[str, Any]) -> Any:
+    """The task a callback's `data` names: `taskId` (Market) or `task_id` (Suno); None when neither."""
+    return data.get("taskId", data.get("task_id"))
 
 
 def _market_result(data: dict[str, Any], body: dict[str, Any]) -> PollResult:

@@ -10,17 +10,23 @@
 A response's result is text, not a file: each `output_text` part of the response's `message` items becomes
 one output, a `data:` URL (`text/plain;charset=utf-8`, or `application/json` when the request asked for
 structured output through `text.format` `json_schema`/`json_object`). The provider's body stays in `raw`.
+
+No callbacks: OpenAI's webhooks are configured per project in its dashboard, not per request, so a job
+is followed by polling alone.
 """
 
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
 from asyncgate.providers.base import (
+    CallbackRejected,
+    CallbackRequest,
     Output,
     PollResult,
     ProviderJob,
@@ -59,17 +65,28 @@ STRUCTURED_FORMATS = frozenset({"json_schema", "json_object"})
 
 class OpenAIProvider:
     name = NAME
+    accepts_callbacks = False
 
     def __init__(self, api_key: str, base_url: str, session: requests.Session | None = None) -> None:
         self._http = ProviderHttp("openai", base_url, {"Authorization": f"Bearer {api_key}"}, session=session)
 
-    def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
+    def submit(
+        self,
+        *,
+        execution_id: str,
+        provider_model: str,
+        input: dict[str, Any],
+        callback_url: str | None = None,  # never given: accepts_callbacks is False
+    ) -> ProviderJob:
         body = request_body(execution_id, provider_model, input)
         response = self._http.request("POST", "/v1/responses", json=body)
         response_id = self._http.json(response, "submit").get("id")
         if not isinstance(response_id, str) or not response_id:
             raise self._http.malformed(response, "submit")
         return ProviderJob(provider_request_id=response_id)
+
+    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+        raise CallbackRejected("openai does not take callbacks")
 
     def poll(self, provider_request_id: str) -> PollResult:
         response = self._http.request("GET", _path(provider_request_id))

@@ -13,12 +13,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from datetime import datetime
 from importlib import import_module
 from typing import Any, TypeVar
 
 from asyncgate.domain.catalog import load_catalog
 from asyncgate.observability import logger
 from asyncgate.providers.base import (
+    CallbackRejected,
+    CallbackRequest,
     PollResult,
     Provider,
     ProviderError,
@@ -85,15 +88,44 @@ class GuardedProvider:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
+    @property
+    def accepts_callbacks(self) -> bool:
+        try:
+            return _adapter(self.name).accepts_callbacks
+        except Exception:
+            # Not buildable now (no key, a bad description): its submit fails and says why.
+            return False
+
+    def submit(
+        self,
+        *,
+        execution_id: str,
+        provider_model: str,
+        input: dict[str, Any],
+        callback_url: str | None = None,
+    ) -> ProviderJob:
         # Whatever went wrong, the provider may have the job: a failed submit is final, not retried.
         return self._call(
             "submit",
             lambda adapter: adapter.submit(
-                execution_id=execution_id, provider_model=provider_model, input=input
+                execution_id=execution_id,
+                provider_model=provider_model,
+                input=input,
+                callback_url=callback_url,
             ),
             unexpected=ProviderRejected,
         )
+
+    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+        try:
+            _adapter(self.name).verify_callback(request, provider_request_id=provider_request_id, now=now)
+        except CallbackRejected:
+            raise
+        except Exception as error:
+            # Whatever failed (a signing key that could not be fetched, an adapter's bug), the callback
+            # is not accepted; the provider retries it, and the safety-net poll follows the job anyway.
+            logger.exception("callback verification failed unexpectedly", extra={"provider": self.name})
+            raise CallbackRejected(f"{self.name} callback could not be verified") from error
 
     def poll(self, provider_request_id: str) -> PollResult:
         return self._call(

@@ -6,6 +6,12 @@
   version id. No `Prefer: wait` header: the default (asynchronous) mode answers at once with a prediction
   in `starting`. Replicate documents no idempotency key or client reference, so the execution id is not
   sent; the submit is never retried.
+- Callbacks: with a callback URL, the create body carries `webhook` and `webhook_events_filter`
+  (`output`, `completed`: a new partial output, and the end). Replicate signs every webhook the Standard
+  Webhooks way (https://replicate.com/docs/topics/webhooks/verify-webhook): `webhook-id`,
+  `webhook-timestamp`, `webhook-signature`, an HMAC-SHA256 keyed by the account's signing secret
+  (`GET /v1/webhooks/default/secret`, fetched once per adapter). The body is the prediction: its `id`
+  must be this job's.
 - Poll: `GET /v1/predictions/{id}`. Cancel: `POST /v1/predictions/{id}/cancel`. Both on the base URL
   (not the absolute `urls.get`/`urls.cancel` of the answer) so `ASYNCGATE_REPLICATE_URL` points every
   call at a fake or a proxy.
@@ -18,18 +24,24 @@
 
 from __future__ import annotations
 
+import hmac
 import re
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
+from standardwebhooks import Webhook
 
 from asyncgate.providers.base import (
+    CallbackRejected,
+    CallbackRequest,
     PollResult,
     ProviderJob,
     ProviderRejected,
     ProviderState,
 )
+from asyncgate.providers.callback_checks import check_job, check_timestamp, json_object, required_header
 from asyncgate.providers.http import ProviderHttp
 from asyncgate.providers.outputs import output as output_for
 from asyncgate.providers.outputs import tqdm_progress
@@ -64,22 +76,58 @@ ABORTED_MESSAGE = "Replicate aborted the prediction: its deadline passed before 
 _VERSION_ID = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
+WEBHOOK_KEY_PATH = "/v1/webhooks/default/secret"
+# Asked for at submit: a new (partial) output and the end, the two moments worth polling at once.
+WEBHOOK_EVENTS = ["output", "completed"]
+
 
 class ReplicateProvider:
     name = "replicate"
+    accepts_callbacks = True
 
     def __init__(self, api_token: str, base_url: str, session: requests.Session | None = None) -> None:
         self._http = ProviderHttp(
             "Replicate", base_url, {"Authorization": f"Bearer {api_token}"}, session=session
         )
+        # The account's webhook signing secret, fetched at the first callback. The adapter is rebuilt when
+        # the API token may have rotated, and the secret with it.
+        self._signer: Webhook | None = None
 
-    def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
+    def submit(
+        self,
+        *,
+        execution_id: str,
+        provider_model: str,
+        input: dict[str, Any],
+        callback_url: str | None = None,
+    ) -> ProviderJob:
         path, body = _create_request(provider_model, input)
+        if callback_url is not None:
+            body = {**body, "webhook": callback_url, "webhook_events_filter": WEBHOOK_EVENTS}
         response = self._http.request("POST", path, json=body)
         prediction_id = self._http.json(response, "submit").get("id")
         if not isinstance(prediction_id, str) or not prediction_id:
             raise self._http.malformed(response, "submit")
         return ProviderJob(provider_request_id=prediction_id)
+
+    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+        """A Standard Webhooks signature by the account's secret, a `webhook-timestamp` within five minutes
+        of `now` (checked here rather than by `Webhook.verify`, which reads the wall clock), and a body
+        that is this prediction."""
+        message_id = required_header(request, "webhook-id", "Replicate")
+        timestamp = required_header(request, "webhook-timestamp", "Replicate")
+        signatures = required_header(request, "webhook-signature", "Replicate")
+        check_timestamp(timestamp, now, "Replicate")
+        try:
+            body = request.body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CallbackRejected("Replicate callback body is not UTF-8") from None
+        signed_at = datetime.fromtimestamp(int(timestamp), tz=UTC)
+        expected = self._secret().sign(message_id, signed_at, body).encode()
+        # The header lists `v1,<base64>` signatures, space-separated (one per active secret).
+        if not any(hmac.compare_digest(expected, given.encode()) for given in signatures.split()):
+            raise CallbackRejected("Replicate callback signature does not match")
+        check_job(json_object(request, "Replicate").get("id"), provider_request_id, "Replicate")
 
     def poll(self, provider_request_id: str) -> PollResult:
         response = self._http.request("GET", _prediction_path(provider_request_id))
@@ -89,9 +137,23 @@ class ReplicateProvider:
         response = self._http.request("POST", _prediction_path(provider_request_id) + "/cancel")
         self._http.checked(response, "cancel")
 
+    def _secret(self) -> Webhook:
+        """The signing secret (`{"key": "whsec_..."}`); ProviderError when it cannot be had."""
+        if self._signer is None:
+            response = self._http.request("GET", WEBHOOK_KEY_PATH)
+            self._signer = self._http.parsed(response, "webhook secret", _signing_key)
+        return self._signer
+
 
 def build(api_key: str, base_url: str) -> ReplicateProvider:
     return ReplicateProvider(api_key, base_url)
+
+
+def _signing_key(body: dict[str, Any]) -> Webhook:
+    key = body["key"]
+    if not isinstance(key, str) or not key.removeprefix("whsec_"):
+        raise ValueError("key is not a signing secret")
+    return Webhook(key)
 
 
 def _create_request(provider_model: str, input: dict[str, Any]) -> tuple[str, dict[str, Any]]:

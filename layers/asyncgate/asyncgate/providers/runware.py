@@ -12,23 +12,33 @@ Every call is `POST /v1` with a JSON *array* of tasks (`Authorization: Bearer <k
   Finished generations are outputs at once (partial results of a batch).
 
 Runware documents no cancel: a cancel is refused.
+
+Callbacks: with a callback URL, the task carries it as `webhookURL`; Runware posts each finished
+generation's response there (https://runware.ai/docs/platform/webhooks). Runware does not sign webhooks:
+its guide says to authenticate them with a token in the URL, which the callback URL carries. Here the
+body's `taskUUID`s (top level, or in `data`/`errors` items) must be this task's.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
+from datetime import datetime
 from typing import Any
 
 import requests
 
 from asyncgate.providers.base import (
+    CallbackRejected,
+    CallbackRequest,
     Output,
     PollResult,
     ProviderJob,
     ProviderRejected,
     ProviderState,
 )
+from asyncgate.providers.callback_checks import check_job
 from asyncgate.providers.http import MESSAGE_LIMIT, Malformed, ProviderHttp
 from asyncgate.providers.outputs import output as output_for
 
@@ -79,11 +89,19 @@ def split_model(provider_model: str, input: dict[str, Any]) -> tuple[str, str]:
 
 class RunwareProvider:
     name = "runware"
+    accepts_callbacks = True
 
     def __init__(self, api_key: str, base_url: str, session: requests.Session | None = None) -> None:
         self._http = ProviderHttp(PROVIDER, base_url, {"Authorization": f"Bearer {api_key}"}, session=session)
 
-    def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
+    def submit(
+        self,
+        *,
+        execution_id: str,
+        provider_model: str,
+        input: dict[str, Any],
+        callback_url: str | None = None,
+    ) -> ProviderJob:
         task_type, model = split_model(provider_model, input)
         task_uuid = task_uuid_for(execution_id)
         number_results = input.get("numberResults", 1)
@@ -98,6 +116,8 @@ class RunwareProvider:
             "deliveryMethod": "async",
             "includeCost": True,
         }
+        if callback_url is not None:
+            task["webhookURL"] = callback_url
         response = self._http.request("POST", TASKS_PATH, json=[task])
         data, errors = self._http.parsed(response, "submit", lambda body: _ours(body, task_uuid))
         if errors and not data:
@@ -109,6 +129,16 @@ class RunwareProvider:
         if not data:
             raise self._http.malformed(response, "submit")
         return ProviderJob(provider_request_id=f"{task_uuid}{ID_SEPARATOR}{number_results}")
+
+    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+        """Runware does not sign: only that every task the body names is this one."""
+        try:
+            body = json.loads(request.body)
+        except ValueError:
+            raise CallbackRejected(f"{PROVIDER} callback body is not JSON") from None
+        task_uuid = provider_request_id.partition(ID_SEPARATOR)[0]
+        for named in _callback_task_uuids(body):
+            check_job(named, task_uuid, PROVIDER)
 
     def poll(self, provider_request_id: str) -> PollResult:
         task_uuid, _, count = provider_request_id.partition(ID_SEPARATOR)
@@ -124,6 +154,23 @@ class RunwareProvider:
 
 def build(api_key: str, base_url: str) -> RunwareProvider:
     return RunwareProvider(api_key, base_url)
+
+
+def _callback_task_uuids(body: Any) -> list[Any]:
+    """The taskUUIDs a webhook body names: a task response (`{"data": [...], "errors": [...]}`), one
+    result item, or a list of them. A body that is none of these is refused."""
+    if isinstance(body, list):
+        items = body
+    elif isinstance(body, dict):
+        data, errors = body.get("data") or [], body.get("errors") or []
+        if not isinstance(data, list) or not isinstance(errors, list):
+            raise CallbackRejected(f"{PROVIDER} callback data/errors are not lists")
+        items = [body, *data, *errors]
+    else:
+        raise CallbackRejected(f"{PROVIDER} callback body is not a task response")
+    if not all(isinstance(item, dict) for item in items):
+        raise CallbackRejected(f"{PROVIDER} callback items are not objects")
+    return [item["taskUUID"] for item in items if "taskUUID" in item]
 
 
 def _ours(body: dict[str, Any], task_uuid: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -1,22 +1,31 @@
 """The simulated provider's adapter: the provider port over the sim's HTTP API (documented in
-`asyncgate_dev.simprovider`)."""
+`asyncgate_dev.simprovider`).
+
+Callbacks: with a callback URL, the submit body carries it as `callbackUrl`, and the sim posts
+`{"id", "status"}` there when the job ends. The sim does not sign: the body's `id` must be this job's, and
+the callback URL's own token is the proof.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
 from asyncgate.providers.base import (
+    CallbackRequest,
     Output,
     PollResult,
     ProviderJob,
     ProviderRejected,
     ProviderState,
 )
+from asyncgate.providers.callback_checks import check_job, json_object
 from asyncgate.providers.http import ProviderHttp
 
+PROVIDER = "simulated provider"
 # (connect, read): a little over a TCP retransmit window to connect; the sim answers at once.
 TIMEOUT = (3.05, 10.0)
 NOT_CONFIGURED = "simulated provider not configured: set SimProviderUrl"
@@ -32,14 +41,23 @@ STATES: dict[str, ProviderState] = {
 
 class SimProvider:
     name = "sim"
+    accepts_callbacks = True
 
     def __init__(self, base_url: str, session: requests.Session | None = None) -> None:
-        self._http = ProviderHttp("simulated provider", base_url, {}, session=session, timeout=TIMEOUT)
+        self._http = ProviderHttp(PROVIDER, base_url, {}, session=session, timeout=TIMEOUT)
 
-    def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
-        response = self._call(
-            "POST", "/v1/jobs", {"model": provider_model, "input": input, "reference": execution_id}
-        )
+    def submit(
+        self,
+        *,
+        execution_id: str,
+        provider_model: str,
+        input: dict[str, Any],
+        callback_url: str | None = None,
+    ) -> ProviderJob:
+        body: dict[str, Any] = {"model": provider_model, "input": input, "reference": execution_id}
+        if callback_url is not None:
+            body["callbackUrl"] = callback_url
+        response = self._call("POST", "/v1/jobs", body)
         if not 200 <= response.status_code < 300:
             # Any refusal of a submit is final: a retried submit could start a second job.
             raise ProviderRejected(
@@ -51,6 +69,9 @@ class SimProvider:
         if not isinstance(job_id, str) or not job_id:
             raise self._http.malformed(response, "submit")
         return ProviderJob(provider_request_id=job_id)
+
+    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+        check_job(json_object(request, PROVIDER).get("id"), provider_request_id, PROVIDER)
 
     def poll(self, provider_request_id: str) -> PollResult:
         response = self._call("GET", f"/v1/jobs/{quote(provider_request_id, safe='')}")

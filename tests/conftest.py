@@ -44,6 +44,8 @@ def aws_stack(monkeypatch: pytest.MonkeyPatch, template: dict[str, Any]) -> Iter
             boto3.client("dynamodb"),
             boto3.client("sqs"),
             stepfunctions=boto3.client("stepfunctions"),
+            s3=boto3.client("s3"),
+            secretsmanager=boto3.client("secretsmanager"),
             base_dir=REPO_ROOT,
         )
         # One process holds every function, as in the local stack: their environments together.

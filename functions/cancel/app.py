@@ -32,7 +32,7 @@ def cancel_execution(executionId: str) -> Response[str]:
         previous_status=outcome.previous_status,
         status=status,
         message=_MESSAGES.get(status, status.value),
-        execution=ExecutionView.of(outcome.execution),
+        execution=ExecutionView.of(outcome.execution, deps.results.url_for),
     )
     return json_response(200, answer)
 

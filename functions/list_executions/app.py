@@ -21,7 +21,10 @@ def list_route() -> Response[str]:
     page = list_executions(
         deps, principal, status=query.status, model=query.model, limit=query.limit, cursor=query.cursor
     )
-    body = ExecutionPage(items=[ExecutionView.of(item) for item in page.items], next_cursor=page.next_cursor)
+    body = ExecutionPage(
+        items=[ExecutionView.of(item, deps.results.url_for) for item in page.items],
+        next_cursor=page.next_cursor,
+    )
     return json_response(200, body)
 
 

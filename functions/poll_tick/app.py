@@ -10,11 +10,13 @@ from asyncgate.batch import batch_handler
 from asyncgate.observability import logger, tracer
 from asyncgate.scheduling import TickMessage
 from asyncgate.services.deps import default_deps
+from asyncgate.services.outputs import COPY_BUDGET_SECONDS
 from asyncgate.services.ticks import process_tick
 
 processor = BatchProcessor(event_type=EventType.SQS)
-# A tick makes at most two provider calls (cancel, poll) of up to 13 s each, plus a few AWS calls.
-TICK_BUDGET_MILLIS = 30_000
+# A tick makes at most two provider calls (cancel, poll) of up to 13 s each, plus a few AWS calls, and
+# may copy the poll's outputs into the results bucket (COPY_BUDGET_SECONDS, a read timeout over at worst).
+TICK_BUDGET_MILLIS = 30_000 + int(COPY_BUDGET_SECONDS * 1000) + 15_000
 
 
 @tracer.capture_method

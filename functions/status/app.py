@@ -30,7 +30,7 @@ def get_execution(executionId: str) -> Response[str]:
     )
     retry_after = retry_after_seconds(deps, execution)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
-    return json_response(200, ExecutionView.of(execution), headers)
+    return json_response(200, ExecutionView.of(execution, deps.results.url_for), headers)
 
 
 lambda_handler = http_handler(app)

@@ -17,7 +17,7 @@ app = build_resolver()
 def redeliver_webhook(executionId: str) -> Response[str]:
     deps = default_deps()
     principal = authenticate(app, deps, Scope.EXECUTION_WRITE)
-    return json_response(202, ExecutionView.of(redeliver(deps, principal, executionId)))
+    return json_response(202, ExecutionView.of(redeliver(deps, principal, executionId), deps.results.url_for))
 
 
 lambda_handler = http_handler(app)

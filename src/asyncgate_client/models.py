@@ -56,6 +56,9 @@ WebhookState = Literal["none", "pending", "delivered", "failed"]
 class Output(WireModel):
     url: str
     content_type: str | None = None
+    # True: `url` is a presigned URL of the gateway's own copy (it expires; read the execution again
+    # for a fresh one); False: the provider's URL.
+    stored: bool = False
 
 
 class Result(WireModel):

@@ -3,10 +3,10 @@
 `load_template` parses `template.yaml` with every CloudFormation short-form tag (`!Ref`, `!GetAtt`,
 `!Sub`, ...) turned into its long JSON form. `Resolver` evaluates the intrinsic functions against known
 physical values, parameters and pseudo parameters, and raises `UnresolvableError` on anything it cannot
-evaluate rather than guessing. `provision` creates the template's DynamoDB tables and SQS queues through
-the boto3 clients it is given (moto in the tests, the embedded emulator in the local stack) and returns a
-`Stack` that answers what the deployed stack would: physical names, function environments, HTTP routes,
-event source mappings and schedules.
+evaluate rather than guessing. `provision` creates the template's DynamoDB tables, SQS queues, S3
+buckets and Secrets Manager secrets through the boto3 clients it is given (moto in the tests, the
+embedded emulator in the local stack) and returns a `Stack` that answers what the deployed stack would:
+physical names, function environments, HTTP routes, event source mappings and schedules.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import yaml
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
 __all__ = [
@@ -48,6 +50,9 @@ __all__ = [
 DEFAULT_ACCOUNT_ID: Final = "123456789012"
 TABLE_TYPE: Final = "AWS::DynamoDB::Table"
 QUEUE_TYPE: Final = "AWS::SQS::Queue"
+BUCKET_TYPE: Final = "AWS::S3::Bucket"
+BUCKET_POLICY_TYPE: Final = "AWS::S3::BucketPolicy"
+SECRET_TYPE: Final = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type, not a secret
 FUNCTION_TYPE: Final = "AWS::Serverless::Function"
 STATE_MACHINE_TYPES: Final = ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
 
@@ -1070,6 +1075,212 @@ def _create_queue(
     return url, {"Arn": arn, "QueueName": queue_name, "QueueUrl": url}
 
 
+_BUCKET_PROPERTIES: Final = frozenset(
+    {
+        "BucketName",
+        "BucketEncryption",
+        "PublicAccessBlockConfiguration",
+        "OwnershipControls",
+        "LifecycleConfiguration",
+        "VersioningConfiguration",
+        "Tags",
+    }
+)
+_LIFECYCLE_RULE_PROPERTIES: Final = frozenset(
+    {"Id", "Status", "Prefix", "ExpirationInDays", "AbortIncompleteMultipartUpload"}
+)
+
+
+def _lifecycle_rule(rule: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """One CloudFormation lifecycle rule as the PutBucketLifecycleConfiguration API spells it."""
+    unknown = set(rule) - _LIFECYCLE_RULE_PROPERTIES
+    if unknown:
+        raise TemplateError(f"{where}: unsupported lifecycle rule properties {sorted(unknown)}")
+    translated: dict[str, Any] = {
+        "Status": _as_text(rule["Status"], f"{where} Status"),
+        "Filter": {"Prefix": _as_text(rule.get("Prefix", ""), f"{where} Prefix")},
+    }
+    if "Id" in rule:
+        translated["ID"] = _as_text(rule["Id"], f"{where} Id")
+    if "ExpirationInDays" in rule:
+        translated["Expiration"] = {"Days": int(_as_text(rule["ExpirationInDays"], f"{where} Expiration"))}
+    abort = rule.get("AbortIncompleteMultipartUpload")
+    if abort:
+        days = int(_as_text(abort["DaysAfterInitiation"], f"{where} DaysAfterInitiation"))
+        translated["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": days}
+    return translated
+
+
+def _bool(value: Any, where: str) -> bool:
+    return _as_text(value, where) == "true"
+
+
+def _create_bucket(
+    client: S3Client, properties: Mapping[str, Any], bucket: str, partition: str
+) -> tuple[str, dict[str, str]]:
+    """CloudFormation's AWS::S3::Bucket: the bucket, then each configuration it declares, as S3's API
+    has them (so the emulator holds what the deployed bucket would)."""
+    where = f"bucket {bucket}"
+    unknown = set(properties) - _BUCKET_PROPERTIES
+    if unknown:
+        raise TemplateError(f"{where}: unsupported properties {sorted(unknown)}")
+    region = client.meta.region_name
+    if region == "us-east-1":
+        client.create_bucket(Bucket=bucket)
+    else:
+        client.create_bucket(
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": cast("Any", region)}
+        )
+    encryption = properties.get("BucketEncryption")
+    if encryption:
+        rules = []
+        for rule in encryption["ServerSideEncryptionConfiguration"]:
+            default = rule.get("ServerSideEncryptionByDefault") or {}
+            translated: dict[str, Any] = {}
+            if default:
+                translated["ApplyServerSideEncryptionByDefault"] = {
+                    key: _as_text(value, f"{where} {key}") for key, value in default.items()
+                }
+            if "BucketKeyEnabled" in rule:
+                translated["BucketKeyEnabled"] = _bool(rule["BucketKeyEnabled"], f"{where} BucketKeyEnabled")
+            rules.append(translated)
+        client.put_bucket_encryption(
+            Bucket=bucket, ServerSideEncryptionConfiguration=cast("Any", {"Rules": rules})
+        )
+    block = properties.get("PublicAccessBlockConfiguration")
+    if block:
+        flags = ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")
+        client.put_public_access_block(
+            Bucket=bucket,
+            PublicAccessBlockConfiguration=cast(
+                "Any", {flag: _bool(block.get(flag, False), f"{where} {flag}") for flag in flags}
+            ),
+        )
+    ownership = properties.get("OwnershipControls")
+    if ownership:
+        client.put_bucket_ownership_controls(
+            Bucket=bucket,
+            OwnershipControls=cast(
+                "Any",
+                {"Rules": [{"ObjectOwnership": rule["ObjectOwnership"]} for rule in ownership["Rules"]]},
+            ),
+        )
+    lifecycle = properties.get("LifecycleConfiguration")
+    if lifecycle:
+        client.put_bucket_lifecycle_configuration(
+            Bucket=bucket,
+            LifecycleConfiguration=cast(
+                "Any", {"Rules": [_lifecycle_rule(rule, where) for rule in lifecycle["Rules"]]}
+            ),
+        )
+    versioning = properties.get("VersioningConfiguration")
+    if versioning:
+        client.put_bucket_versioning(
+            Bucket=bucket, VersioningConfiguration=cast("Any", {"Status": versioning["Status"]})
+        )
+    if properties.get("Tags"):
+        tags = [{"Key": str(tag["Key"]), "Value": str(tag["Value"])} for tag in properties["Tags"]]
+        client.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": cast("Any", tags)})
+    return bucket, {
+        "Arn": f"arn:{partition}:s3:::{bucket}",
+        "DomainName": f"{bucket}.s3.amazonaws.com",
+        "RegionalDomainName": f"{bucket}.s3.{region}.amazonaws.com",
+    }
+
+
+def _denies_plain_http(statement: Mapping[str, Any]) -> bool:
+    condition = statement.get("Condition") or {}
+    return (
+        statement.get("Effect") == "Deny"
+        and condition
+        == {"Bool": {"aws:SecureTransport": condition.get("Bool", {}).get("aws:SecureTransport")}}
+        and _as_text(condition["Bool"]["aws:SecureTransport"], "aws:SecureTransport") == "false"
+    )
+
+
+def _put_bucket_policy(client: S3Client, properties: Mapping[str, Any], logical_id: str) -> None:
+    """The bucket policy, but for its statements that deny requests without TLS: AWS's S3 endpoints
+    are TLS, so such a statement only ever stops a misconfigured client there, whereas the emulator
+    knows no `aws:SecureTransport` (and the local stack's endpoint is plain HTTP): it would deny every
+    request. A policy left with no statement is not put."""
+    unknown = set(properties) - {"Bucket", "PolicyDocument"}
+    if unknown:
+        raise TemplateError(f"bucket policy {logical_id}: unsupported properties {sorted(unknown)}")
+    document = properties["PolicyDocument"]
+    document = json.loads(document) if isinstance(document, str) else dict(document)
+    statements = document.get("Statement") or []
+    statements = statements if isinstance(statements, list) else [statements]
+    kept = [statement for statement in statements if not _denies_plain_http(statement)]
+    if not kept:
+        return
+    policy = json.dumps({**document, "Statement": kept}, separators=(",", ":"))
+    client.put_bucket_policy(Bucket=_as_text(properties["Bucket"], f"{logical_id} Bucket"), Policy=policy)
+
+
+_SECRET_PROPERTIES: Final = frozenset(
+    {"Name", "Description", "GenerateSecretString", "SecretString", "KmsKeyId", "Tags"}
+)
+# GenerateSecretString's options that are GetRandomPassword's own parameters, with their types.
+_PASSWORD_OPTIONS: Final = {
+    "PasswordLength": int,
+    "ExcludeCharacters": str,
+    "ExcludeNumbers": bool,
+    "ExcludePunctuation": bool,
+    "ExcludeUppercase": bool,
+    "ExcludeLowercase": bool,
+    "IncludeSpace": bool,
+    "RequireEachIncludedType": bool,
+}
+
+
+def _generated_secret(client: SecretsManagerClient, options: Mapping[str, Any], where: str) -> str:
+    """GenerateSecretString as CloudFormation does it: a GetRandomPassword with the same options, put
+    under GenerateStringKey in SecretStringTemplate when a template is given."""
+    unknown = set(options) - {*_PASSWORD_OPTIONS, "SecretStringTemplate", "GenerateStringKey"}
+    if unknown:
+        raise TemplateError(f"{where}: unsupported GenerateSecretString properties {sorted(unknown)}")
+    request: dict[str, Any] = {}
+    for name, kind in _PASSWORD_OPTIONS.items():
+        if name in options:
+            text = _as_text(options[name], f"{where} {name}")
+            request[name] = text == "true" if kind is bool else kind(text)
+    password = client.get_random_password(**request)["RandomPassword"]
+    template_text = options.get("SecretStringTemplate")
+    key = options.get("GenerateStringKey")
+    if (template_text is None) != (key is None):
+        raise TemplateError(f"{where}: SecretStringTemplate and GenerateStringKey go together")
+    if template_text is None:
+        return password
+    document = json.loads(_as_text(template_text, f"{where} SecretStringTemplate"))
+    document[_as_text(key, f"{where} GenerateStringKey")] = password
+    return json.dumps(document)
+
+
+def _create_secret(
+    client: SecretsManagerClient, properties: Mapping[str, Any], name: str
+) -> tuple[str, dict[str, str]]:
+    """AWS::SecretsManager::Secret: Ref (and GetAtt Id) is the secret's ARN, as in CloudFormation."""
+    where = f"secret {name}"
+    unknown = set(properties) - _SECRET_PROPERTIES
+    if unknown:
+        raise TemplateError(f"{where}: unsupported properties {sorted(unknown)}")
+    if "SecretString" in properties and "GenerateSecretString" in properties:
+        raise TemplateError(f"{where}: SecretString and GenerateSecretString exclude each other")
+    if "SecretString" in properties:
+        value = _as_text(properties["SecretString"], f"{where} SecretString")
+    else:
+        value = _generated_secret(client, properties.get("GenerateSecretString") or {}, where)
+    request: dict[str, Any] = {"Name": name, "SecretString": value}
+    if properties.get("Description"):
+        request["Description"] = _as_text(properties["Description"], f"{where} Description")
+    if properties.get("KmsKeyId"):
+        request["KmsKeyId"] = _as_text(properties["KmsKeyId"], f"{where} KmsKeyId")
+    if properties.get("Tags"):
+        request["Tags"] = [{"Key": str(tag["Key"]), "Value": str(tag["Value"])} for tag in properties["Tags"]]
+    arn = client.create_secret(**request)["ARN"]
+    return arn, {"Id": arn}
+
+
 def provision(
     template: dict[str, Any],
     dynamodb_client: DynamoDBClient,
@@ -1080,13 +1291,19 @@ def provision(
     account_id: str = DEFAULT_ACCOUNT_ID,
     base_dir: Path | None = None,
     stepfunctions: Any = None,
+    s3: S3Client | None = None,
+    secretsmanager: SecretsManagerClient | None = None,
 ) -> Stack:
     """Create the template's DynamoDB tables and SQS queues through the given clients.
 
     Resources of other types (functions, APIs, layers, log groups) are left to the caller. Physical names
-    are the template's own (TableName, QueueName) or `{name_prefix}-{LogicalId}`. Functions get ARNs (for
-    `!Ref` and `!GetAtt .Arn`, nothing is created); given a `stepfunctions` client, state machines are
-    created too, after the tables and queues their DefinitionSubstitutions may refer to.
+    are the template's own (TableName, QueueName, BucketName, Name) or `{name_prefix}-{LogicalId}`
+    (lower case for a bucket). Functions get ARNs (for `!Ref` and `!GetAtt .Arn`, nothing is created);
+    given a `stepfunctions` client, state machines are created too, after the tables and queues their
+    DefinitionSubstitutions may refer to; given an `s3` client, S3 buckets (with their encryption,
+    public access block, ownership controls and lifecycle) and bucket policies; given a `secretsmanager`
+    client, secrets (GenerateSecretString honoured). Without a client, its resources are left out (a
+    `!Ref` to one then raises UnresolvableError).
     """
     resolver = Resolver(
         template,
@@ -1097,10 +1314,15 @@ def provision(
     )
     stack = Stack(template=template, resolver=resolver, base_dir=base_dir)
     _register_functions(stack, name_prefix)
+    kinds = {TABLE_TYPE, QUEUE_TYPE}
+    if s3 is not None:
+        kinds |= {BUCKET_TYPE, BUCKET_POLICY_TYPE}
+    if secretsmanager is not None:
+        kinds.add(SECRET_TYPE)
     wanted = [
         logical_id
         for logical_id, resource in template["Resources"].items()
-        if resource.get("Type") in (TABLE_TYPE, QUEUE_TYPE) and resolver.resource_enabled(logical_id)
+        if resource.get("Type") in kinds and resolver.resource_enabled(logical_id)
     ]
     for logical_id in _dependency_order(template, wanted):
         resource = template["Resources"][logical_id]
@@ -1108,6 +1330,19 @@ def provision(
         if resource["Type"] == TABLE_TYPE:
             name = _physical_name(properties, "TableName", name_prefix, logical_id)
             ref, attributes = _create_table(dynamodb_client, properties, name)
+        elif resource["Type"] == BUCKET_TYPE:
+            assert s3 is not None
+            # Bucket names are lower case (CloudFormation lower-cases the names it makes, too).
+            name = _physical_name(properties, "BucketName", name_prefix.lower(), logical_id.lower())
+            ref, attributes = _create_bucket(s3, properties, name, resolver.pseudo["AWS::Partition"])
+        elif resource["Type"] == BUCKET_POLICY_TYPE:
+            assert s3 is not None
+            _put_bucket_policy(s3, properties, logical_id)
+            ref, attributes = logical_id, {}
+        elif resource["Type"] == SECRET_TYPE:
+            assert secretsmanager is not None
+            name = _physical_name(properties, "Name", name_prefix, logical_id)
+            ref, attributes = _create_secret(secretsmanager, properties, name)
         else:
             name = _physical_name(properties, "QueueName", name_prefix, logical_id)
             if properties.get("FifoQueue") in (True, "true") and not name.endswith(".fifo"):

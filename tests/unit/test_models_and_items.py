@@ -62,7 +62,7 @@ def test_timestamps_are_rfc3339_utc_with_milliseconds_and_z() -> None:
 
 
 def test_the_execution_object_has_exactly_the_contract_fields() -> None:
-    view = ExecutionView.of(_execution()).model_dump(mode="json", by_alias=True)
+    view = ExecutionView.of(_execution(), lambda output: None).model_dump(mode="json", by_alias=True)
     assert set(view) == {
         "executionId", "model", "status", "progress", "createdAt", "startedAt", "completedAt", "updatedAt",
         "providerRequestId", "result", "error", "pollCount", "cost", "metadata", "webhook", "cleanupAfter",

@@ -6,6 +6,7 @@ and to the emulator in the local stack and the tests.
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from botocore.config import Config
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_stepfunctions import SFNClient
 
@@ -36,8 +38,31 @@ def stepfunctions() -> SFNClient:
     return boto3.client("stepfunctions", config=_CONFIG)
 
 
+def _s3_config() -> Config:
+    """SigV4 always (botocore still presigns with SigV2 by default). In AWS, virtual-host addressing:
+    the bucket's own regional host (`bucket.s3.<region>.amazonaws.com`), never the global endpoint that
+    redirects a new bucket outside us-east-1 and breaks the signature. On an emulator's endpoint
+    (AWS_ENDPOINT_URL, e.g. http://127.0.0.1:PORT in the local stack), path-style, so a presigned URL
+    points at that endpoint itself."""
+    custom_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return _CONFIG.merge(
+        Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path" if custom_endpoint else "virtual"},
+            # A copy streams up to 8 MiB parts; the transfer's own retries cover a slow part.
+            read_timeout=30,
+        )
+    )
+
+
+@cache
+def s3() -> S3Client:
+    return boto3.client("s3", config=_s3_config())
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests swap the emulator between cases)."""
     dynamodb.cache_clear()
     sqs.cache_clear()
     stepfunctions.cache_clear()
+    s3.cache_clear()

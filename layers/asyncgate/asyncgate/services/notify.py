@@ -38,10 +38,14 @@ class Target:
     secrets: list[str]
 
 
-def event_body(event_type: EventType, execution: Execution) -> str:
-    # The transition's own time: the same on every attempt and every redelivery.
+def event_body(deps: Deps, event_type: EventType, execution: Execution) -> str:
+    # The transition's own time: the same on every attempt and every redelivery. Copied outputs'
+    # presigned URLs are made now: every retry of this delivery carries them, valid for
+    # ResultUrlSeconds from here (a redelivery renders the body, and so the URLs, afresh).
     return WebhookEventBody(
-        type=event_type, timestamp=execution.updated_at, data=ExecutionView.of(execution)
+        type=event_type,
+        timestamp=execution.updated_at,
+        data=ExecutionView.of(execution, deps.results.url_for),
     ).to_json()
 
 
@@ -49,7 +53,7 @@ def notify(deps: Deps, old: Execution | None, new: Execution) -> int:
     """Deliver the events of one write; returns how many deliveries were started."""
     started = 0
     for event_type in events_for(old, new):
-        body = event_body(event_type, new)
+        body = event_body(deps, event_type, new)
         for destination, url in _destinations(deps, new, event_type):
             start_delivery(deps, _delivery(new, event_type, destination, url, body))
             started += 1
@@ -98,7 +102,7 @@ def redeliver(deps: Deps, principal: Principal, execution_id: str) -> Execution:
         )
     # Terminal executions never change again, so this is the write that emitted the event: the same
     # webhook-id and the same body timestamp as the first delivery.
-    body = event_body(event_type, _pending(execution))
+    body = event_body(deps, event_type, _pending(execution))
     start_delivery(
         deps, _delivery(execution, event_type, EXECUTION_DESTINATION, execution.webhook.url, body, redelivery)
     )

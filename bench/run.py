@@ -13,6 +13,9 @@
    (no provider call), next to the write it replaced (a conditional PutItem and the tick's send).
 7. Account limits under concurrency on the local stack (issue 6): parallel submits against a queue
    limit and against a balance; exits non-zero when an invariant does not hold.
+8. Provider callbacks on vs off (issue 8): provider polls per job and completion lag on the simulated
+   clock of section 4, for jobs of 20 s, 5 min and 30 min, with callbacks off, on, and lost (asked
+   for, never arriving: the safety-net poll must find the job).
 
 `python -m bench.run 6 7` runs only the sections named.
 """
@@ -51,11 +54,19 @@ import requests  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from asyncgate import aws  # noqa: E402
+from asyncgate.domain.callbacks import callback_token  # noqa: E402
 from asyncgate.domain.execution import Execution  # noqa: E402
 from asyncgate.domain.schedule import sqs_hop_seconds  # noqa: E402
-from asyncgate.providers.base import Output, PollResult, ProviderJob, ProviderState  # noqa: E402
+from asyncgate.providers.base import (  # noqa: E402
+    CallbackRequest,
+    Output,
+    PollResult,
+    ProviderJob,
+    ProviderState,
+)
 from asyncgate.providers.registry import forget_providers  # noqa: E402
 from asyncgate.scheduling import PollScheduler, TickMessage  # noqa: E402
+from asyncgate.services.callbacks import receive_callback  # noqa: E402
 from asyncgate.services.deps import default_deps  # noqa: E402
 from asyncgate.services.executions import SubmitCommand, submit  # noqa: E402
 from asyncgate.services.tenants import create_tenant, issue_key  # noqa: E402
@@ -75,6 +86,7 @@ SUBMIT_CALLS = 300
 IMPORT_RUNS = 9
 LIFECYCLE_SEEDS = 20
 EXPECTED_SECONDS = 20.0  # sim-video's expectedDurationSeconds
+CALLBACK_KEY = b"bench-callback-key"
 JOB_LENGTHS = (20.0, 14.0, 31.0)  # the issue's 20 s job, and jobs shorter and longer than expected
 
 
@@ -87,10 +99,17 @@ def percentile(values: list[float], fraction: float) -> float:
 def stack_on_moto(sim_url: str) -> Iterator[None]:
     with mock_aws():
         stack = provision(
-            load_template(TEMPLATE_PATH), boto3.client("dynamodb"), boto3.client("sqs"), base_dir=REPO_ROOT
+            load_template(TEMPLATE_PATH),
+            boto3.client("dynamodb"),
+            boto3.client("sqs"),
+            s3=boto3.client("s3"),
+            secretsmanager=boto3.client("secretsmanager"),
+            base_dir=REPO_ROOT,
         )
         os.environ.update(stack.function_environment("SubmitFunction"))
         os.environ["SIM_PROVIDER_URL"] = sim_url
+        # As in the local stack: the sim's outputs (on loopback) are copied into the results bucket.
+        os.environ["ALLOW_LOOPBACK_WEBHOOKS"] = "true"
         for cached in (
             aws.reset_clients,
             get_settings.cache_clear,
@@ -305,15 +324,31 @@ class ClockedWorld:
     jobs: dict[str, SimulatedJob] = field(default_factory=dict)
     report_progress: bool = True
     job_seconds: float = EXPECTED_SECONDS
-    name: str = "clocked"
+    name: str = "sim"
+    # A provider that calls back when a job ends (all but `lost` of its callbacks arrive).
+    accepts_callbacks: bool = False
+    lose_callbacks: bool = False
+    callbacks: list[tuple[datetime, str]] = field(default_factory=list)
 
     # Provider protocol
-    def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
+    def submit(
+        self,
+        *,
+        execution_id: str,
+        provider_model: str,
+        input: dict[str, Any],
+        callback_url: str | None = None,
+    ) -> ProviderJob:
         job_id = f"job_{len(self.jobs)}"
         self.jobs[job_id] = SimulatedJob(
             started=self.now, seconds=self.job_seconds, report_progress=self.report_progress
         )
+        if callback_url is not None and not self.lose_callbacks:
+            self.callbacks.append((self.now + timedelta(seconds=self.job_seconds), execution_id))
         return ProviderJob(provider_request_id=job_id)
+
+    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+        """The callbacks are this world's own: nothing to verify."""
 
     def poll(self, provider_request_id: str) -> PollResult:
         job = self.jobs[provider_request_id]
@@ -347,10 +382,22 @@ class RecordingScheduler(PollScheduler):
 
 
 def simulate(
-    report_progress: bool, seed: int, counter: CallCounter, job_seconds: float = EXPECTED_SECONDS
+    report_progress: bool,
+    seed: int,
+    counter: CallCounter,
+    job_seconds: float = EXPECTED_SECONDS,
+    *,
+    callbacks: str = "off",
 ) -> tuple[int, float, Counter[str]]:
-    """Polls, completion lag in seconds, and the AWS calls of the first non-final tick."""
-    world = ClockedWorld(report_progress=report_progress, job_seconds=job_seconds)
+    """Polls, completion lag in seconds, and the AWS calls of the first non-final tick. `callbacks`:
+    "off" (polling alone), "on" (the provider calls back when the job ends), "lost" (it was asked to,
+    but the callback never arrives: the safety net must find the job)."""
+    world = ClockedWorld(
+        report_progress=report_progress,
+        job_seconds=job_seconds,
+        accepts_callbacks=callbacks != "off",
+        lose_callbacks=callbacks == "lost",
+    )
     sends: Counter[str] = Counter()
     base = default_deps()
     deps = dataclasses.replace(
@@ -359,13 +406,29 @@ def simulate(
         providers=lambda _: world,
         clock=world.clock,
         rng=random.Random(seed),
+        callback_key=lambda: CALLBACK_KEY,
     )
-    command = SubmitCommand(model="sim-video", input={}, metadata={}, webhook_url=None, webhook_events=None)
+    command = SubmitCommand(
+        model="sim-video",
+        input={},
+        metadata={},
+        webhook_url=None,
+        webhook_events=None,
+        callback_base="https://bench.example",
+    )
     execution = submit(deps, Principal(tenant="bench", scopes=ALL_SCOPES), command).receipt
     job = world.jobs[execution.provider_request_id or ""]
     non_final_tick: Counter[str] = Counter()
-    while world.pending:
+    while world.pending or world.callbacks:
         world.pending.sort(key=lambda entry: entry[0])
+        world.callbacks.sort(key=lambda entry: entry[0])
+        if world.callbacks and (not world.pending or world.callbacks[0][0] <= world.pending[0][0]):
+            world.now, called_back = world.callbacks.pop(0)
+            token = callback_token(CALLBACK_KEY, world.name, called_back)
+            receive_callback(
+                deps, provider=world.name, execution_id=called_back, token=token, request=CallbackRequest()
+            )
+            continue
         world.now, message = world.pending.pop(0)
         sends_before = sends["sqs.SendMessage"]
         with counter.measure() as calls:
@@ -423,6 +486,30 @@ def bench_lifecycle(sim: SimProviderServer) -> None:
                     f"  {label:28} polls mean {statistics.mean(polls):4.1f} max {max(polls):2}"
                     f"   lag mean {statistics.mean(lags):5.1%} max {max(lags):5.1%}{targets}"
                 )
+
+
+def bench_callbacks(sim: SimProviderServer) -> None:
+    print(f"\n## 8. Provider callbacks on vs off ({LIFECYCLE_SEEDS} seeds, simulated clock, no progress)")
+    print("  (a callback re-arms the tick at once; Lambda, SQS and the provider's own callback latency, tens")
+    print("   to hundreds of ms, are not in these figures; the safety net is the default 300 s)")
+    with stack_on_moto(sim.url), metrics_muted():
+        counter = CallCounter()
+        rows = []
+        for job_seconds in (20.0, 300.0, 1800.0):
+            for mode in ("off", "on", "lost"):
+                results = [
+                    simulate(False, seed, counter, job_seconds, callbacks=mode)
+                    for seed in range(LIFECYCLE_SEEDS)
+                ]
+                polls = [result[0] for result in results]
+                lags = [result[1] for result in results]
+                rows.append((job_seconds, mode, polls, lags))
+    for job_seconds, mode, polls, lags in rows:
+        label = f"{job_seconds:.0f} s job, callbacks {mode}"
+        print(
+            f"  {label:32} polls/job mean {statistics.mean(polls):5.1f} max {max(polls):3}"
+            f"   completion lag mean {statistics.mean(lags):6.1f} s max {max(lags):6.1f} s"
+        )
 
 
 QUEUED_MODEL = "sim-image"  # dispatch "queued": submit writes and sends the first tick, no provider call
@@ -552,6 +639,7 @@ SECTIONS: dict[int, Callable[[SimProviderServer], None]] = {
     5: lambda _: bench_local_stack(),
     6: bench_account_cost,
     7: account_limits,
+    8: bench_callbacks,
 }
 
 

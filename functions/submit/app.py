@@ -11,6 +11,7 @@ from asyncgate.api.http import (
     idempotency_key,
     json_response,
     parse_body,
+    public_url,
 )
 from asyncgate.api.models import SubmitAccepted, SubmitRequest, execution_path
 from asyncgate.services.deps import default_deps
@@ -36,6 +37,7 @@ def submit_execution() -> Response[str]:
             webhook_url=request.webhook.url if request.webhook else None,
             webhook_events=request.webhook.events if request.webhook else None,
             idempotency_key=key,
+            callback_base=public_url(app, deps.settings),
         ),
     )
     headers = {"Location": execution_path(outcome.receipt.execution_id)}

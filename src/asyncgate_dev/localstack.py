@@ -246,6 +246,9 @@ class LocalStack:
             boto3.client("sqs"),
             base_dir=REPO_ROOT,
             stepfunctions=boto3.client("stepfunctions"),  # state machines: asyncgate_dev.stepfunctions
+            # The results bucket on moto's S3: presigned URLs signed against the emulator's endpoint work.
+            s3=boto3.client("s3"),
+            secretsmanager=boto3.client("secretsmanager"),
         )
         self._scale_visibility_timeouts(boto3.client("sqs"))
         self._export_environment()
@@ -308,6 +311,11 @@ class LocalStack:
         assert self._sim is not None
         merged |= {
             "SIM_PROVIDER_URL": self._sim.url,
+            # Providers call back where clients come in: the local gateway itself.
+            "PUBLIC_URL": self.url,
+            # PROVIDER_CALLBACKS=off in the developer's environment: every job polled, as without them.
+            "PROVIDER_CALLBACKS": os.environ.get("PROVIDER_CALLBACKS")
+            or merged.get("PROVIDER_CALLBACKS", "on"),
             "TIME_SCALE": str(self.time_scale),
             "ALLOW_LOOPBACK_WEBHOOKS": "true",
             # Quiet by default: no per-request metric documents on the console.
@@ -436,6 +444,9 @@ RUNS_RESOURCES = frozenset(
         "AWS::Serverless::HttpApi",
         "AWS::DynamoDB::Table",
         "AWS::SQS::Queue",
+        "AWS::S3::Bucket",
+        "AWS::S3::BucketPolicy",
+        "AWS::SecretsManager::Secret",
         "AWS::Logs::LogGroup",
         "AWS::Serverless::StateMachine",  # run by asyncgate_dev.stepfunctions
         "AWS::StepFunctions::StateMachine",

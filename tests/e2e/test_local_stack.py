@@ -146,7 +146,7 @@ def test_auth_and_not_found_answers(dev_stack: DevStack) -> None:
     )
 
 
-def _item(stack: DevStack, execution_id: str) -> dict[str, Any]:
+def stored_item(stack: DevStack, execution_id: str) -> dict[str, Any]:
     dynamodb = stack.aws("dynamodb")
     table = dynamodb.list_tables()["TableNames"][0]
     key = {"pk": {"S": f"EXEC#{execution_id}"}, "sk": {"S": "EXEC"}}
@@ -166,7 +166,7 @@ def _poll_queue_url(stack: DevStack) -> str:
 def test_duplicate_deliveries_of_a_tick_keep_one_chain(dev_stack: DevStack) -> None:
     execution_id = submit(dev_stack, {"durationSeconds": 4}).json()["executionId"]
     sqs = dev_stack.aws("sqs")
-    tick_id = _item(dev_stack, execution_id)["item"]["tickId"]["S"]
+    tick_id = stored_item(dev_stack, execution_id)["item"]["tickId"]["S"]
     due = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     body = json.dumps({"executionId": execution_id, "tickId": tick_id, "dueAt": due})
     for _ in range(3):  # SQS's at-least-once delivery, exaggerated
@@ -192,7 +192,7 @@ def test_a_crashing_tick_is_redriven_to_the_dead_letter_queue(dev_stack: DevStac
 
 def test_the_sweeper_rearms_a_lost_tick(dev_stack: DevStack) -> None:
     execution_id = submit(dev_stack, {"durationSeconds": 2}).json()["executionId"]
-    found = _item(dev_stack, execution_id)
+    found = stored_item(dev_stack, execution_id)
     dynamodb = dev_stack.aws("dynamodb")
     # Retire the message in flight: the tick it carries no longer matches, so the chain is lost.
     dynamodb.update_item(

@@ -40,6 +40,8 @@ def gateway(
     # Scheduled waits shrink 50x so a lifecycle takes seconds; SQS still rounds each hop up to 1 s.
     monkeypatch.setenv("TIME_SCALE", "0.02")
     monkeypatch.setenv("SWEEP_GRACE_SECONDS", "2")
+    # Polling alone, as the lifecycle tests expect; test_callbacks turns callbacks on where it needs them.
+    monkeypatch.setenv("PROVIDER_CALLBACKS", "off")
     forget_container_state()
     settings = get_settings()
     deps = default_deps()

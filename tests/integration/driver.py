@@ -31,6 +31,7 @@ ROUTES = {
     "webhooks_secret": ("webhooks", "GET", "/v1/webhooks/secret"),
     "webhooks_rotate": ("webhooks", "POST", "/v1/webhooks/{endpointId}/rotate-secret"),
     "webhook_redeliver": ("webhook_redeliver", "POST", "/v1/executions/{executionId}/webhook-redeliver"),
+    "callback": ("callbacks", "POST", "/v1/callbacks/{provider}/{executionId}"),
 }
 
 
@@ -46,6 +47,7 @@ class Gateway:
         *,
         execution_id: str | None = None,
         endpoint_id: str | None = None,
+        provider: str | None = None,
         key: str | None = KEY_A,
         body: Any = None,
         raw_body: bytes | None = None,
@@ -54,7 +56,7 @@ class Gateway:
         timeout_seconds: float = 30.0,
     ) -> HttpAnswer:
         function, method, route = ROUTES[operation]
-        given = {"executionId": execution_id, "endpointId": endpoint_id}
+        given = {"executionId": execution_id, "endpointId": endpoint_id, "provider": provider}
         parameters = {name: value for name, value in given.items() if value and f"{{{name}}}" in route}
         path = route
         for name, value in given.items():

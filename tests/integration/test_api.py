@@ -278,6 +278,8 @@ def test_every_events_file_drives_its_handler(gateway: Gateway) -> None:
         "cancel": 404,
         "not_found": 404,
         "webhook_redeliver": 404,
+        # A callback for an execution that does not exist, as for any refused one.
+        "callbacks": 401,
     }
     for name, status in expected_status.items():
         answer = read_response(load_handler(name).lambda_handler(load_event(name), context))

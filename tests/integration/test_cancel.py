@@ -10,6 +10,7 @@ import pytest
 from asyncgate.providers.base import PollResult, Provider, ProviderJob
 from asyncgate.services.deps import default_deps
 from asyncgate_dev.simprovider import SimProviderServer
+from tests.fakes import PollingProvider
 from tests.integration.driver import Gateway
 
 
@@ -91,7 +92,7 @@ def test_cancel_of_unknown_or_foreign_execution_is_404(gateway: Gateway) -> None
     assert gateway.status(execution_id)["status"] == "running"
 
 
-class CancellingProvider:
+class CancellingProvider(PollingProvider):
     """The real sim adapter, but the client's cancel lands while the provider's submit is in flight."""
 
     def __init__(self, gateway: Gateway, real: Provider) -> None:
@@ -100,7 +101,14 @@ class CancellingProvider:
         self.name = real.name
         self.started: list[str] = []
 
-    def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
+    def submit(
+        self,
+        *,
+        execution_id: str,
+        provider_model: str,
+        input: dict[str, Any],
+        callback_url: str | None = None,
+    ) -> ProviderJob:
         job = self.real.submit(execution_id=execution_id, provider_model=provider_model, input=input)
         self.started.append(job.provider_request_id)
         assert self.gateway.call("cancel", execution_id=execution_id).json()["status"] == "cancelled"

@@ -11,9 +11,11 @@ import pytest
 
 from asyncgate.domain.execution import new_execution
 from asyncgate.domain.status import Status
-from asyncgate.providers.base import Output, PollResult, ProviderJob, ProviderState, ProviderUnavailable
+from asyncgate.providers.base import Output, PollResult, ProviderState, ProviderUnavailable
 from asyncgate.services.deps import default_deps
 from asyncgate.services.lifecycle import step
+from asyncgate.store.results import NoResults
+from tests.fakes import PollingProvider
 from tests.integration.driver import Gateway
 
 
@@ -76,19 +78,13 @@ def test_a_configured_providers_models_are_checked_before_any_call(
     assert _error(sync_only)["code"] == "ASYNC_NOT_SUPPORTED"
 
 
-class RateLimited:
+class RateLimited(PollingProvider):
     """A provider whose status endpoint answers 429 with Retry-After: 120."""
 
     name = "limited"
 
-    def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
-        return ProviderJob(provider_request_id="job-1")
-
     def poll(self, provider_request_id: str) -> PollResult:
         raise ProviderUnavailable("limited answered HTTP 429 to poll", status=429, retry_after=120)
-
-    def cancel(self, provider_request_id: str) -> None:
-        raise AssertionError("not called")
 
 
 def test_a_rate_limits_retry_after_sets_the_next_poll(gateway: Gateway) -> None:
@@ -106,13 +102,10 @@ def test_a_rate_limits_retry_after_sets_the_next_poll(gateway: Gateway) -> None:
     assert after.next_poll_at - now >= deps.scaled(120) - timedelta(milliseconds=1)
 
 
-class Verbose:
+class Verbose(PollingProvider):
     """A provider whose finished job comes with a raw answer far bigger than an execution can hold."""
 
     name = "verbose"
-
-    def submit(self, *, execution_id: str, provider_model: str, input: dict[str, Any]) -> ProviderJob:
-        return ProviderJob(provider_request_id="job-2")
 
     def poll(self, provider_request_id: str) -> PollResult:
         return PollResult(
@@ -121,12 +114,10 @@ class Verbose:
             raw={"logs": "x" * 500_000},
         )
 
-    def cancel(self, provider_request_id: str) -> None:
-        raise AssertionError("not called")
-
 
 def test_a_huge_raw_answer_is_noted_not_stored(gateway: Gateway) -> None:
-    deps = dataclasses.replace(default_deps(), providers=lambda _: Verbose())
+    # No results bucket: the output's host is made up (test_results.py copies outputs).
+    deps = dataclasses.replace(default_deps(), providers=lambda _: Verbose(), results=NoResults())
     execution_id = gateway.submit(sim={"durationSeconds": 600}).json()["executionId"]
     running = deps.executions.get(execution_id)
     assert running is not None
@@ -134,5 +125,7 @@ def test_a_huge_raw_answer_is_noted_not_stored(gateway: Gateway) -> None:
     deps.executions.update(running, done)  # fits in its item
     stored = gateway.status(execution_id)
     assert stored["status"] == "succeeded"
-    assert stored["result"]["outputs"] == [{"url": "https://cdn.example/1.png", "contentType": "image/png"}]
+    assert stored["result"]["outputs"] == [
+        {"url": "https://cdn.example/1.png", "contentType": "image/png", "stored": False}
+    ]
     assert stored["result"]["raw"] == {"truncated": True, "bytes": len('{"logs":""}') + 500_000}

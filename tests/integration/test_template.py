@@ -12,7 +12,15 @@ import boto3
 import pytest
 
 from asyncgate_dev.handlers import FUNCTIONS_DIR, REPO_ROOT
-from asyncgate_dev.template import Resolver, Route, Stack, UnresolvableError, load_template
+from asyncgate_dev.template import (
+    Resolver,
+    Route,
+    Stack,
+    TemplateError,
+    UnresolvableError,
+    load_template,
+    provision,
+)
 
 
 def test_loader_turns_short_forms_into_long_forms(tmp_path: Path) -> None:
@@ -140,6 +148,125 @@ def test_poll_queue_redrives_to_the_dead_letter_queue(aws_stack: Stack) -> None:
     assert dlq["Attributes"]["MessageRetentionPeriod"] == "1209600"
 
 
+def test_results_bucket_is_private_encrypted_and_expires(aws_stack: Stack) -> None:
+    s3 = boto3.client("s3")
+    bucket = aws_stack.ref("ResultsBucket")
+    assert bucket == aws_stack.output("ResultsBucketName") == "asyncgate-resultsbucket"
+    assert aws_stack.get_att("ResultsBucket", "Arn") == f"arn:aws:s3:::{bucket}"
+    assert aws_stack.function_environment("PollTickFunction")["RESULTS_BUCKET"] == bucket
+    assert aws_stack.function_environment("StatusFunction")["RESULT_MAX_BYTES"] == str(512 * 1024 * 1024)
+    assert aws_stack.function_environment("StatusFunction")["RESULT_URL_SECONDS"] == "3600"
+    [rule] = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True,
+    }
+    ownership = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]
+    assert ownership == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    [lifecycle] = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    # An output is written at or before its execution turns terminal; the execution lives 7 days more.
+    assert lifecycle["Status"] == "Enabled"
+    assert lifecycle["Expiration"] == {"Days": 8}
+    assert lifecycle["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    policy = aws_stack.resolve(aws_stack.template["Resources"]["ResultsBucketPolicy"]["Properties"])
+    assert policy["Bucket"] == bucket
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Principal"], statement["Action"]) == ("Deny", "*", "s3:*")
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert set(statement["Resource"]) == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}
+    # The emulator has no TLS context (the local stack's endpoint is plain HTTP): that deny would
+    # deny everything there, so it is the one statement not put on the emulated bucket.
+    with pytest.raises(s3.exceptions.ClientError, match="NoSuchBucketPolicy"):
+        s3.get_bucket_policy(Bucket=bucket)
+
+
+def test_a_bucket_policy_is_put_but_for_its_plain_http_deny(aws_stack: Stack) -> None:
+    deny_http = {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": "arn:aws:s3:::policed/*",
+        "Condition": {"Bool": {"aws:SecureTransport": False}},
+    }
+    deny_delete = {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:DeleteObject",
+        "Resource": {"Fn::Sub": "${B.Arn}/*"},
+    }
+    template = {
+        "Resources": {
+            "B": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "policed"}},
+            "P": {
+                "Type": "AWS::S3::BucketPolicy",
+                "Properties": {
+                    "Bucket": {"Ref": "B"},
+                    "PolicyDocument": {"Version": "2012-10-17", "Statement": [deny_http, deny_delete]},
+                },
+            },
+        }
+    }
+    s3 = boto3.client("s3")
+    provision(template, boto3.client("dynamodb"), boto3.client("sqs"), s3=s3)
+    [statement] = json.loads(s3.get_bucket_policy(Bucket="policed")["Policy"])["Statement"]
+    assert statement == {**deny_delete, "Resource": "arn:aws:s3:::policed/*"}
+
+
+def test_a_generated_secret_honours_its_options(aws_stack: Stack, tmp_path: Path) -> None:
+    source = tmp_path / "t.yaml"
+    source.write_text(
+        "Resources:\n"
+        "  Generated:\n"
+        "    Type: AWS::SecretsManager::Secret\n"
+        "    Properties:\n"
+        "      GenerateSecretString: {PasswordLength: 40, ExcludePunctuation: true, ExcludeCharacters: abc}\n"
+        "  Templated:\n"
+        "    Type: AWS::SecretsManager::Secret\n"
+        "    Properties:\n"
+        "      Name: !Sub '${AWS::StackName}/templated'\n"
+        "      GenerateSecretString:\n"
+        '        SecretStringTemplate: \'{"user": "u"}\'\n'
+        "        GenerateStringKey: password\n"
+        "  Given:\n"
+        "    Type: AWS::SecretsManager::Secret\n"
+        "    Properties: {SecretString: s3cret}\n",
+        encoding="utf-8",
+    )
+    client = boto3.client("secretsmanager")
+    stack = provision(
+        load_template(source),
+        boto3.client("dynamodb"),
+        boto3.client("sqs"),
+        secretsmanager=client,
+        name_prefix="secrets",
+    )
+
+    def value(logical_id: str) -> str:
+        arn = stack.ref(logical_id)
+        assert arn.startswith("arn:aws:secretsmanager:us-east-1:"), "Ref of a secret is its ARN"
+        assert stack.get_att(logical_id, "Id") == arn
+        return client.get_secret_value(SecretId=arn)["SecretString"]
+
+    generated = value("Generated")
+    assert len(generated) == 40
+    assert generated.isalnum()
+    assert not set(generated) & set("abc")
+    templated = json.loads(value("Templated"))
+    assert templated["user"] == "u"
+    assert len(templated["password"]) == 32
+    assert client.describe_secret(SecretId=stack.ref("Templated"))["Name"] == "secrets/templated"
+    assert value("Given") == "s3cret"
+
+
+def test_unknown_bucket_properties_are_refused(aws_stack: Stack) -> None:
+    template = {"Resources": {"B": {"Type": "AWS::S3::Bucket", "Properties": {"WebsiteConfiguration": {}}}}}
+    with pytest.raises(TemplateError, match="WebsiteConfiguration"):
+        provision(template, boto3.client("dynamodb"), boto3.client("sqs"), s3=boto3.client("s3"))
+
+
 def test_aws_stack_puts_the_function_environment_in_os_environ(aws_stack: Stack) -> None:
     assert os.environ["TABLE_NAME"] == aws_stack.ref("ExecutionsTable")
     assert os.environ["POLL_QUEUE_URL"] == aws_stack.ref("PollQueue")
@@ -171,6 +298,7 @@ def test_http_routes(aws_stack: Stack) -> None:
         "DELETE /v1/executions/{executionId}": "CancelFunction",
         "GET /v1/models": "ModelsFunction",
         "GET /v1/account": "AccountFunction",
+        "POST /v1/callbacks/{provider}/{executionId}": "CallbacksFunction",
         "GET /v1/webhooks": "WebhooksFunction",
         "POST /v1/webhooks": "WebhooksFunction",
         "DELETE /v1/webhooks/{endpointId}": "WebhooksFunction",
@@ -234,22 +362,43 @@ def test_functions_get_least_privilege_table_access(template: dict[str, Any]) ->
         policies = template["Resources"][logical_id]["Properties"].get("Policies", [])
         return {name for policy in policies if isinstance(policy, dict) for name in policy}
 
-    for reader in ("StatusFunction", "ListExecutionsFunction", "ModelsFunction"):
-        assert policy_names(reader) == {"DynamoDBReadPolicy"}, reader
-    for writer in ("CancelFunction", "SweeperFunction"):
-        assert policy_names(writer) == {"DynamoDBCrudPolicy", "SQSSendMessagePolicy"}, writer
-    # The two that call providers may also read their keys, and only keys named under asyncgate/.
-    for caller in ("SubmitFunction", "PollTickFunction"):
+    def statements(logical_id: str) -> list[list[tuple[Any, str]]]:
+        """Each inline Statement policy as (Action, the end of its Resource's Fn::Sub)."""
+        return [
+            [(s["Action"], s["Resource"]["Fn::Sub"].split("}:")[-1]) for s in policy["Statement"]]
+            for policy in template["Resources"][logical_id]["Properties"].get("Policies", [])
+            if isinstance(policy, dict) and "Statement" in policy
+        ]
+
+    # A presigned URL of a copied output has exactly its signer's rights: whoever renders an execution
+    # may read the results bucket's objects, and nothing else of it.
+    read_results = [("s3:GetObject", "${ResultsBucket.Arn}/results/*")]
+    for reader in ("StatusFunction", "ListExecutionsFunction"):
+        assert policy_names(reader) == {"DynamoDBReadPolicy", "Statement"}, reader
+        assert statements(reader) == [read_results], reader
+    assert policy_names("ModelsFunction") == {"DynamoDBReadPolicy"}
+    assert policy_names("SweeperFunction") == {"DynamoDBCrudPolicy", "SQSSendMessagePolicy"}
+    assert policy_names("CancelFunction") == {"DynamoDBCrudPolicy", "SQSSendMessagePolicy", "Statement"}
+    assert statements("CancelFunction") == [read_results]
+    # Those that call providers may also read their keys (and the callback key), only those under asyncgate/.
+    provider_keys = [
+        ("ssm:GetParameter", "parameter/asyncgate/*"),
+        ("secretsmanager:GetSecretValue", "secret:asyncgate/*"),
+    ]
+    for caller in ("SubmitFunction", "PollTickFunction", "CallbacksFunction"):
         assert policy_names(caller) == {"DynamoDBCrudPolicy", "SQSSendMessagePolicy", "Statement"}, caller
-        [keys] = [
-            p["Statement"]
-            for p in template["Resources"][caller]["Properties"]["Policies"]
-            if "Statement" in p
-        ]
-        assert [(s["Action"], s["Resource"]["Fn::Sub"].split("}:")[-1]) for s in keys] == [
-            ("ssm:GetParameter", "parameter/asyncgate/*"),
-            ("secretsmanager:GetSecretValue", "secret:asyncgate/*"),
-        ]
+    assert statements("SubmitFunction") == statements("CallbacksFunction") == [provider_keys]
+    # The poll tick copies outputs into the results bucket: it writes objects, and reads none.
+    assert statements("PollTickFunction") == [
+        provider_keys,
+        [(["s3:PutObject", "s3:AbortMultipartUpload"], "${ResultsBucket.Arn}/results/*")],
+    ]
     assert policy_names("WebhooksFunction") == {"DynamoDBCrudPolicy"}
-    assert policy_names("WebhookRedeliverFunction") == {"DynamoDBCrudPolicy", "StepFunctionsExecutionPolicy"}
+    assert policy_names("WebhookRedeliverFunction") == {
+        "DynamoDBCrudPolicy",
+        "StepFunctionsExecutionPolicy",
+        "Statement",
+    }
+    assert statements("WebhookRedeliverFunction") == [read_results]
+    assert statements("NotifyFunction") == [read_results]
     assert policy_names("NotFoundFunction") == set()

@@ -17,6 +17,7 @@ from asyncgate.domain.schedule import (
     eta_seconds,
     first_poll_delay,
     next_poll_delay,
+    queued_poll_delay,
     sqs_hop_seconds,
 )
 
@@ -27,6 +28,16 @@ def test_first_poll_is_a_quarter_of_the_expected_duration() -> None:
     assert first_poll_delay(PLAN) == 5.0
     assert first_poll_delay(PollPlan(expected_seconds=2, max_seconds=30)) == MIN_DELAY_SECONDS
     assert first_poll_delay(PollPlan(expected_seconds=3600, max_seconds=7200)) == 300.0
+
+
+def test_a_place_in_the_providers_queue_spaces_the_polls_out() -> None:
+    # Next in line: as soon as a new job's first poll; each job ahead adds one such gap, up to the cap.
+    assert queued_poll_delay(PLAN, position=0) == first_poll_delay(PLAN) == 5.0
+    assert queued_poll_delay(PLAN, position=1) == 10.0
+    assert queued_poll_delay(PLAN, position=50) == PLAN.cap_seconds
+    short = PollPlan(expected_seconds=2, max_seconds=30)
+    assert queued_poll_delay(short, position=3) == 4.0  # 1 s (the floor) for itself and each of 3 ahead
+    assert queued_poll_delay(short, position=9) == short.cap_seconds == 5.0
 
 
 def test_progress_drives_the_eta() -> None:

@@ -32,6 +32,20 @@ class Settings(BaseModel):
     idempotency_in_flight_seconds: float = Field(default=35.0, gt=0)
     # The state machine that retries webhook deliveries whose first attempt failed.
     webhook_state_machine_arn: str = ""
+    # The bucket outputs are copied into (empty: outputs stay at the provider, nothing is copied), the
+    # largest output copied, and how long a presigned URL of a copied output is valid.
+    results_bucket: str = ""
+    result_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    result_url_seconds: int = Field(default=3600, ge=1, le=604800)
+    # Provider callbacks: the secret (a Secrets Manager ARN or name) whose value keys every execution's
+    # callback token; without it, or with callbacks off, every job is followed by polling alone.
+    callback_secret_arn: str = ""
+    callbacks_enabled: bool = True
+    # Where providers reach this API, e.g. a custom domain; empty: the host the submit came in on.
+    public_url: str = ""
+    # With a provider calling back, the poll that still runs in case a callback is lost: at least this
+    # long between polls (time-scaled like every scheduled wait).
+    callback_safety_net_seconds: float = Field(default=300.0, gt=0)
 
 
 @cache
@@ -49,4 +63,11 @@ def get_settings() -> Settings:
         allow_loopback_webhooks=env.get("ALLOW_LOOPBACK_WEBHOOKS", "").lower() in {"1", "true"},
         idempotency_in_flight_seconds=float(env.get("IDEMPOTENCY_IN_FLIGHT_SECONDS") or 35.0),
         webhook_state_machine_arn=env.get("WEBHOOK_STATE_MACHINE_ARN", ""),
+        results_bucket=env.get("RESULTS_BUCKET", ""),
+        result_max_bytes=int(env.get("RESULT_MAX_BYTES") or 512 * 1024 * 1024),
+        result_url_seconds=int(env.get("RESULT_URL_SECONDS") or 3600),
+        callback_secret_arn=env.get("CALLBACK_SECRET_ARN", ""),
+        callbacks_enabled=env.get("PROVIDER_CALLBACKS", "on").lower() != "off",
+        public_url=env.get("PUBLIC_URL", "").rstrip("/"),
+        callback_safety_net_seconds=float(env.get("CALLBACK_SAFETY_NET_SECONDS") or 300.0),
     )

@@ -26,6 +26,7 @@ from asyncgate.errors import (
 )
 from asyncgate.observability import logger, metrics, tracer
 from asyncgate.services.deps import Deps
+from asyncgate.settings import Settings
 from asyncgate.store.keys import Principal, Scope, hash_key
 
 MAX_BODY_BYTES = 256 * 1024
@@ -151,13 +152,13 @@ def forget_principals() -> None:
     _principals.clear()
 
 
-def parse_body(app: APIGatewayHttpResolver, model: type[Model]) -> Model:
-    """The JSON body as `model`: 413 over 256 KiB (checked before parsing), 422 for anything else wrong."""
+def raw_body(app: APIGatewayHttpResolver, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body's bytes as sent: 413 over `limit` (checked before decoding), 422 for bad base64."""
     event = app.current_event
     raw = event.get("body") or ""
     if event.get("isBase64Encoded"):
-        if len(raw) > MAX_BODY_BYTES * 4 // 3 + 4:
-            raise PayloadTooLarge(f"request body is over {MAX_BODY_BYTES} bytes")
+        if len(raw) > limit * 4 // 3 + 4:
+            raise PayloadTooLarge(f"request body is over {limit} bytes", details={"limit": limit})
         try:
             data = base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError) as error:
@@ -166,10 +167,15 @@ def parse_body(app: APIGatewayHttpResolver, model: type[Model]) -> Model:
             ) from None
     else:
         data = raw.encode("utf-8")
-    if len(data) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(
-            f"request body is over {MAX_BODY_BYTES} bytes", details={"limit": MAX_BODY_BYTES}
-        )
+    if len(data) > limit:
+        raise PayloadTooLarge(f"request body is over {limit} bytes", details={"limit": limit})
+    return data
+
+
+def parse_body(app: APIGatewayHttpResolver, model: type[Model]) -> Model:
+    """The JSON body as `model`: 413 over 256 KiB (checked before parsing), 422 for anything else wrong."""
+    event = app.current_event
+    data = raw_body(app)
     content_type = (event.headers or {}).get("content-type", JSON)
     if content_type.split(";")[0].strip().lower() != JSON:
         raise ValidationFailed(
@@ -209,3 +215,12 @@ def remaining_deadline(app: APIGatewayHttpResolver, safety_seconds: float = 2.0)
     context = app.lambda_context
     remaining = context.get_remaining_time_in_millis() / 1000 if context else 30.0
     return time.monotonic() + max(0.0, remaining - safety_seconds)
+
+
+def public_url(app: APIGatewayHttpResolver, settings: Settings) -> str | None:
+    """Where clients, and so providers, reach this API: the configured public URL (a custom domain),
+    else the host this request came in on (API Gateway's own domain; always HTTPS there)."""
+    if settings.public_url:
+        return settings.public_url
+    domain = app.current_event.request_context.domain_name
+    return f"https://{domain}" if domain else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -20,7 +21,7 @@ from pydantic.alias_generators import to_camel
 from asyncgate.domain.accounts import Account
 from asyncgate.domain.catalog import ModelSpec, Number
 from asyncgate.domain.clock import format_ts
-from asyncgate.domain.execution import TERMINAL_EVENTS, EventType, Execution
+from asyncgate.domain.execution import TERMINAL_EVENTS, EventType, Execution, OutputRef
 from asyncgate.domain.idempotency import SubmitReceipt
 from asyncgate.domain.status import Status
 from asyncgate.domain.webhooks import WebhookEndpoint
@@ -115,9 +116,20 @@ class StatusQuery(WireModel):
     wait_seconds: int = Field(default=0, ge=0, le=20)
 
 
+class CallbackQuery(WireModel):
+    # Providers may add their own parameters to a callback URL: those are let through.
+    model_config = ConfigDict(extra="ignore")
+
+    token: str | None = Field(default=None, max_length=256)
+
+
 class OutputView(WireModel):
+    """One output. `url` is a presigned URL of asyncgate's own copy when `stored` (valid for the
+    deployment's ResultUrlSeconds, made afresh on every read), else the provider's own URL."""
+
     url: str
     content_type: str | None
+    stored: bool
 
 
 class ResultView(WireModel):
@@ -172,9 +184,19 @@ class ExecutionView(WireModel):
     cleanup_after: Timestamp | None
 
     @classmethod
-    def of(cls, execution: Execution) -> ExecutionView:
+    def of(cls, execution: Execution, output_url: Callable[[OutputRef], str | None]) -> ExecutionView:
+        """The execution on the wire. `output_url` gives a copied output's URL (a fresh presigned one,
+        `Deps.results.url_for`), or None for an output read from the provider."""
         data = execution.model_dump()
         data["webhook"] = {**data["webhook"], "configured": execution.webhook.url is not None}
+        if execution.result is not None:
+            outputs = []
+            for output in execution.result.outputs:
+                url = output_url(output)
+                outputs.append(
+                    {"url": url or output.url, "content_type": output.content_type, "stored": url is not None}
+                )
+            data["result"] = {"outputs": outputs, "raw": execution.result.raw}
         return cls.model_validate(data)
 
 
@@ -323,6 +345,12 @@ class WebhookEndpointList(WireModel):
 
 class WebhookSecretView(WireModel):
     secret: str
+
+
+class CallbackAnswer(WireModel):
+    """A provider's callback was taken: the job is polled now (or it had finished already)."""
+
+    received: bool
 
 
 def execution_path(execution_id: str) -> str:

@@ -25,6 +25,8 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from asyncgate.api.http import JSON, MAX_BODY_BYTES
 from asyncgate.api.models import (
     AccountView,
+    CallbackAnswer,
+    CallbackQuery,
     CancelAnswer,
     ErrorEnvelope,
     ExecutionPage,
@@ -73,6 +75,7 @@ _PATH_PARAMETER = re.compile(r"\{(\w+)\}")
 PATH_PARAMETERS = {
     "executionId": "The execution's id, as the submit answered it.",
     "endpointId": "The webhook endpoint's id, as its creation answered it.",
+    "provider": "The provider the callback URL was made for.",
 }
 
 
@@ -141,6 +144,8 @@ class Operation:
     headers: tuple[Header, ...] = ()
     # What the operation's own service can refuse with; those every request can meet are added below.
     errors: tuple[type[AsyncgateError], ...] = ()
+    # False for the one route providers call: its proof is the URL's token, not an API key.
+    api_key: bool = True
 
     @property
     def path_parameters(self) -> list[str]:
@@ -243,6 +248,18 @@ OPERATIONS: tuple[Operation, ...] = (
         Success(200, "The account.", AccountView),
     ),
     Operation(
+        "POST",
+        "/v1/callbacks/{provider}/{executionId}",
+        "providerCallback",
+        "A provider calling back about a job it runs for asyncgate, at the URL it was given with the job "
+        "(token included). The body is the provider's own; it is never taken as the job's state, the job "
+        "is polled at once. Any refusal (token, signature, replay, unknown execution) is the same 401.",
+        Success(200, "Received: the job is polled now, or it had finished already.", CallbackAnswer),
+        query=CallbackQuery,
+        errors=(PayloadTooLarge,),
+        api_key=False,
+    ),
+    Operation(
         "GET",
         "/v1/webhooks",
         "listWebhookEndpoints",
@@ -292,10 +309,11 @@ DESCRIPTION = f"""\
 asyncgate runs long AI generation jobs behind one contract: submit and get an id at once, then poll,
 list, cancel, or be told by a signed webhook.
 
-Every route takes an API key as `X-API-Key` or `Authorization: Bearer`; a route that needs a scope
-names it in its security requirement. Every non-2xx answer is the error envelope, with a `code` from
-the operation's list. Any other path or method answers `404 NOT_FOUND`. Request bodies are JSON of at
-most {MAX_BODY_BYTES} bytes; unknown fields and query parameters are refused (`422 VALIDATION_ERROR`).
+Every route but the providers' callback takes an API key as `X-API-Key` or `Authorization: Bearer`;
+a route that needs a scope names it in its security requirement. Every non-2xx answer is the error
+envelope, with a `code` from the operation's list. Any other path or method answers `404 NOT_FOUND`.
+Request bodies are JSON of at most {MAX_BODY_BYTES} bytes; unknown fields and query parameters are
+refused (`422 VALIDATION_ERROR`).
 """
 
 
@@ -313,7 +331,7 @@ def openapi_document() -> dict[str, Any]:
         spec: dict[str, Any] = {
             "operationId": operation.operation_id,
             "summary": operation.summary,
-            "security": _security(operation.scope),
+            "security": _security(operation.scope) if operation.api_key else [],
             "responses": {**_success_response(operation.success), **_error_responses(operation)},
         }
         if parameters:

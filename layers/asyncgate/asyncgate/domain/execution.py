@@ -30,8 +30,21 @@ _FAILURE_MESSAGES = {
 
 
 class OutputRef(BaseModel):
+    # The provider's URL, as it last gave it (a copied output is read from the results bucket instead).
     url: str
     content_type: str | None = None
+    # The object key in the results bucket once the output is copied there; None until then.
+    stored_key: str | None = None
+    # Bytes copied.
+    size: int | None = None
+    # Why the last copy failed (bounded, never the URL's query string); None once copied.
+    copy_error: str | None = None
+    # The copy failed for good (too large, a source asyncgate must not fetch): never tried again.
+    copy_refused: bool = False
+
+    @property
+    def stored(self) -> bool:
+        return self.stored_key is not None
 
 
 class Result(BaseModel):
@@ -115,6 +128,13 @@ class Execution(BaseModel):
     # When a dispatch to the provider began. A queued execution that has one and is still queued lost
     # its dispatch's outcome (a crash, a timeout): it is never submitted again, the job may exist.
     dispatch_started_at: datetime | None = None
+    # Where providers reach this API (as the submit came in, or the configured public URL): the base of
+    # the callback URL handed to a provider that calls back.
+    callback_base: str | None = None
+    # The provider was given a callback URL: polling is then only the safety net for a lost callback.
+    awaits_callbacks: bool = False
+    # A callback arrived before the dispatch was recorded (a very fast job): poll at once after it.
+    early_callback: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -137,6 +157,7 @@ def new_execution(
     now: datetime,
     first_tick_at: datetime,
     dispatching: bool,
+    callback_base: str | None = None,
 ) -> Execution:
     webhook = WebhookConfig(
         url=webhook_url,
@@ -158,6 +179,7 @@ def new_execution(
         next_poll_at=first_tick_at,
         dispatch_started_at=now if dispatching else None,
         reserved_credits=spec.price.credits,
+        callback_base=callback_base,
     )
 
 
@@ -174,8 +196,15 @@ def claimed_for_dispatch(execution: Execution, *, now: datetime) -> Execution:
 
 
 def rearmed(execution: Execution, *, now: datetime) -> Execution:
-    """A live execution given a fresh tick (its own was lost): the new id retires any message left."""
+    """A live execution given a tick due now (its own was lost, or a provider called back): the new id
+    retires any message left."""
     return _bookkeeping(execution, now, tick_id=new_tick_id(), next_poll_at=now)
+
+
+def called_back_early(execution: Execution, *, now: datetime) -> Execution:
+    """A queued execution whose provider called back before its dispatch was recorded: the dispatch,
+    when it records, plans its first poll at once instead of waiting for a callback already spent."""
+    return _bookkeeping(execution, now, early_callback=True)
 
 
 def advance(

@@ -52,6 +52,12 @@ def first_poll_delay(plan: PollPlan) -> float:
     return _clamp(plan.expected_seconds / 4, plan.cap_seconds)
 
 
+def queued_poll_delay(plan: PollPlan, *, position: int) -> float:
+    """A job waiting in the provider's queue at `position` (0: next) starts no sooner than the jobs
+    ahead of it: a first-poll delay for each, capped like every gap."""
+    return _clamp(first_poll_delay(plan) * (1 + position), plan.cap_seconds)
+
+
 def eta_seconds(plan: PollPlan, *, elapsed: float, progress: float | None) -> float | None:
     """How long the job still has to run, by its progress rate when it reports progress, else by the
     model's expected duration; None once it has run past that (nothing left to estimate from)."""

@@ -16,11 +16,13 @@ from asyncgate.errors import UnknownModel
 from asyncgate.providers.base import Provider
 from asyncgate.providers.registry import provider_for
 from asyncgate.scheduling import PollScheduler
+from asyncgate.secrets import secret_value
 from asyncgate.settings import Settings, get_settings
 from asyncgate.store.accounts import AccountStore
 from asyncgate.store.executions import ExecutionStore
 from asyncgate.store.idempotency import IdempotencyStore
 from asyncgate.store.keys import ApiKeyStore
+from asyncgate.store.results import NoResults, Results, ResultStore
 from asyncgate.store.webhooks import WebhookStore
 
 
@@ -36,6 +38,10 @@ class Deps:
     scheduler: PollScheduler
     catalog: Catalog
     providers: Callable[[str], Provider]
+    # The results bucket outputs are copied into; NoResults (outputs stay at the provider) when none.
+    results: Results = field(default_factory=NoResults)
+    # The key of every callback token; None when callbacks are off (every job is then polled).
+    callback_key: Callable[[], bytes | None] = lambda: None
     clock: Callable[[], datetime] = utcnow
     rng: random.Random = field(default_factory=random.Random)
 
@@ -54,6 +60,30 @@ class Deps:
         return spec
 
 
+def callback_key_reader(settings: Settings) -> Callable[[], bytes | None]:
+    """Reads the callback key where callbacks are on: from its secret, cached like every secret (so a
+    rotation reaches warm containers; tokens made under the old key then fail, and polling follows
+    those jobs)."""
+    name = settings.callback_secret_arn
+    if not settings.callbacks_enabled or not name:
+        return lambda: None
+    return lambda: secret_value(name).encode()
+
+
+def results_store(settings: Settings) -> Results:
+    """The results bucket where one is configured; else outputs stay where the provider put them."""
+    if not settings.results_bucket:
+        return NoResults()
+    return ResultStore(
+        aws.s3(),
+        settings.results_bucket,
+        max_bytes=settings.result_max_bytes,
+        url_seconds=settings.result_url_seconds,
+        # The local stack's simulated provider serves its outputs on loopback, as its receivers listen.
+        allow_loopback=settings.allow_loopback_webhooks,
+    )
+
+
 @cache
 def default_deps() -> Deps:
     settings = get_settings()
@@ -68,4 +98,6 @@ def default_deps() -> Deps:
         scheduler=PollScheduler(aws.sqs(), settings.poll_queue_url),
         catalog=load_catalog(settings.catalog_file),
         providers=provider_for,
+        results=results_store(settings),
+        callback_key=callback_key_reader(settings),
     )

@@ -6,7 +6,7 @@ import math
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -61,11 +61,14 @@ class SubmitCommand:
     webhook_url: str | None
     webhook_events: list[EventType] | None
     idempotency_key: str | None = None
+    # Where providers reach this API: the base of the callback URLs handed to them.
+    callback_base: str | None = None
 
     def fingerprint(self) -> str:
-        """What the request asks for, whatever its key: the same key must come with the same request."""
+        """What the request asks for, whatever its key or the host it came in on: the same key must
+        come with the same request."""
         request = asdict(self)
-        del request["idempotency_key"]
+        del request["idempotency_key"], request["callback_base"]
         return fingerprint(request)
 
 
@@ -121,6 +124,7 @@ def submit(deps: Deps, principal: Principal, command: SubmitCommand) -> SubmitOu
         # before recording the dispatch, the sweeper finds the execution and fails it (never re-submits).
         first_tick_at=now,
         dispatching=inline,
+        callback_base=command.callback_base,
     )
     record = None
     if command.idempotency_key is not None:
@@ -273,12 +277,19 @@ def wait_for_change(
 
 
 def retry_after_seconds(deps: Deps, execution: Execution) -> int | None:
-    """The status answer's Retry-After: when the next tick is due, from the same schedule."""
+    """The status answer's Retry-After: when something may have changed. That is the next tick (whose
+    delay already weighs progress and queue position), or sooner, when the job is estimated to end
+    first: a provider that calls back may finish it long before the safety-net poll."""
     if execution.terminal:
         return None
     if execution.next_poll_at is None:
         return 1
-    return max(1, math.ceil((execution.next_poll_at - deps.clock()).total_seconds()))
+    now = deps.clock()
+    until = (execution.next_poll_at - now).total_seconds()
+    if execution.eta_seconds is not None:
+        estimated_end = execution.updated_at + timedelta(seconds=execution.eta_seconds)
+        until = min(until, (estimated_end - now).total_seconds())
+    return max(1, math.ceil(until))
 
 
 def list_executions(

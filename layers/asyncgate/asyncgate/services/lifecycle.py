@@ -11,13 +11,20 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
+from asyncgate.domain.callbacks import callback_url
 from asyncgate.domain.catalog import ModelSpec
-from asyncgate.domain.execution import Execution, Failure, OutputRef, Result, advance, new_tick_id
-from asyncgate.domain.schedule import error_retry_delay, eta_seconds, first_poll_delay, next_poll_delay
+from asyncgate.domain.execution import Execution, Failure, Result, advance, new_tick_id
+from asyncgate.domain.schedule import (
+    MIN_DELAY_SECONDS,
+    error_retry_delay,
+    eta_seconds,
+    first_poll_delay,
+    next_poll_delay,
+    queued_poll_delay,
+)
 from asyncgate.domain.status import Event, Status
 from asyncgate.observability import logger, metrics
 from asyncgate.providers.base import (
-    Output,
     PollResult,
     Provider,
     ProviderError,
@@ -29,6 +36,7 @@ from asyncgate.providers.base import (
 )
 from asyncgate.scheduling import TickMessage
 from asyncgate.services.deps import Deps
+from asyncgate.services.outputs import stored_outputs
 from asyncgate.store.executions import StaleWrite
 
 # After cancel was asked, look again soon: the provider usually confirms within seconds.
@@ -75,18 +83,56 @@ def _failure(error: ProviderError) -> Failure:
     return Failure(message=str(error), provider_status=error.status, provider_body=error.body)
 
 
-def _submit_to_provider(deps: Deps, execution: Execution, spec: ModelSpec) -> ProviderJob | ProviderError:
+def _callback_url(deps: Deps, execution: Execution, provider: Provider) -> str | None:
+    """The URL the provider calls when the job finishes, where it takes one and callbacks are on."""
+    if execution.callback_base is None or not provider.accepts_callbacks:
+        return None
+    key = deps.callback_key()
+    if key is None:
+        return None
+    return callback_url(execution.callback_base, key, provider.name, execution.execution_id)
+
+
+def _submit_to_provider(
+    deps: Deps, execution: Execution, spec: ModelSpec
+) -> tuple[ProviderJob | ProviderError, bool]:
+    """The provider's answer to the submit, and whether it was given a callback URL."""
+    provider = deps.providers(spec.provider)
     try:
-        return deps.providers(spec.provider).submit(
-            execution_id=execution.execution_id, provider_model=spec.provider_model, input=execution.input
+        url = _callback_url(deps, execution, provider)
+    except Exception:
+        # No key to make a token with (a secret that could not be read): poll the job instead.
+        logger.exception("callback URL not available; the job is polled")
+        url = None
+    try:
+        job = provider.submit(
+            execution_id=execution.execution_id,
+            provider_model=spec.provider_model,
+            input=execution.input,
+            callback_url=url,
         )
     except ProviderError as error:
         metrics.add_metric(name="ProviderSubmitErrors", unit=MetricUnit.Count, value=1)
-        return error
+        return error, False
+    return job, url is not None
+
+
+def _first_poll_delay(deps: Deps, execution: Execution, spec: ModelSpec, *, awaits_callbacks: bool) -> float:
+    if execution.early_callback:
+        return MIN_DELAY_SECONDS  # the provider called back already: the job may be done
+    if awaits_callbacks:
+        return max(first_poll_delay(spec.poll_plan), deps.settings.callback_safety_net_seconds)
+    return first_poll_delay(spec.poll_plan)
 
 
 def _dispatched(
-    deps: Deps, execution: Execution, spec: ModelSpec, outcome: ProviderJob | ProviderError, *, now: datetime
+    deps: Deps,
+    execution: Execution,
+    spec: ModelSpec,
+    outcome: ProviderJob | ProviderError,
+    *,
+    awaits_callbacks: bool,
+    now: datetime,
 ) -> Execution:
     if isinstance(outcome, ProviderError):
         return advance(
@@ -103,7 +149,12 @@ def _dispatched(
         retention=deps.retention,
         provider_request_id=outcome.provider_request_id,
         started_at=now,
-        **_rescheduled(deps, now, first_poll_delay(spec.poll_plan)),
+        # Until a poll tells more, the job has all of its expected run ahead.
+        eta_seconds=math.ceil(spec.expected_duration_seconds),
+        awaits_callbacks=awaits_callbacks,
+        **_rescheduled(
+            deps, now, _first_poll_delay(deps, execution, spec, awaits_callbacks=awaits_callbacks)
+        ),
     )
 
 
@@ -115,10 +166,10 @@ def dispatch(deps: Deps, execution: Execution, spec: ModelSpec, *, now: datetime
     the execution was cancelled while the provider was being called, the new job is cancelled too, so
     nothing runs (and bills) with nobody following it.
     """
-    outcome = _submit_to_provider(deps, execution, spec)
+    outcome, awaits_callbacks = _submit_to_provider(deps, execution, spec)
     before = execution
     for _ in range(RECORD_ATTEMPTS):
-        after = _dispatched(deps, before, spec, outcome, now=now)
+        after = _dispatched(deps, before, spec, outcome, awaits_callbacks=awaits_callbacks, now=now)
         try:
             commit(deps, before, after, now=now)
         except StaleWrite:
@@ -207,9 +258,16 @@ def _after_poll(
     def finish(event: Event, **changes: Any) -> Execution:
         return advance(execution, event, now=now, retention=deps.retention, **fields, **changes)
 
+    # An incomplete answer's outputs are not kept, so they are not copied either.
+    kept = bool(polled.outputs) and not (polled.state is ProviderState.SUCCEEDED and polled.incomplete)
     result = (
-        Result(outputs=[_output(output) for output in polled.outputs], raw=_kept_raw(polled.raw))
-        if polled.outputs
+        Result(
+            outputs=stored_outputs(
+                deps, execution, polled.outputs, final=polled.state is ProviderState.SUCCEEDED
+            ),
+            raw=_kept_raw(polled.raw),
+        )
+        if kept
         else None
     )
     match polled.state:
@@ -228,12 +286,7 @@ def _after_poll(
     if execution.status is Status.CANCEL_REQUESTED:
         delay = CANCEL_FOLLOW_UP_SECONDS
     else:
-        delay = next_poll_delay(
-            spec.poll_plan,
-            elapsed=elapsed,
-            progress=polled.progress,
-            rng=deps.rng,
-        )
+        delay = _next_delay(deps, execution, spec, polled, elapsed=elapsed)
     return finish(
         Event.PROGRESSED,
         progress=polled.progress if polled.progress is not None else execution.progress,
@@ -244,16 +297,26 @@ def _after_poll(
     )
 
 
+def _next_delay(
+    deps: Deps, execution: Execution, spec: ModelSpec, polled: PollResult, *, elapsed: float
+) -> float:
+    """The wait before the next poll of a live job: its place in the provider's queue while it waits
+    there, else its progress and age; never less than the safety net while the provider calls back."""
+    if polled.state is ProviderState.PENDING and polled.queue_position is not None:
+        delay = queued_poll_delay(spec.poll_plan, position=polled.queue_position)
+    else:
+        delay = next_poll_delay(spec.poll_plan, elapsed=elapsed, progress=polled.progress, rng=deps.rng)
+    if execution.awaits_callbacks:
+        return max(delay, deps.settings.callback_safety_net_seconds)
+    return delay
+
+
 def _eta(spec: ModelSpec, polled: PollResult, elapsed: float) -> int | None:
     """Seconds left, whole: a job still in the provider's queue has all of its expected run ahead."""
     if polled.state is ProviderState.PENDING:
         return math.ceil(spec.expected_duration_seconds)
     remaining = eta_seconds(spec.poll_plan, elapsed=elapsed, progress=polled.progress)
     return None if remaining is None else math.ceil(remaining)
-
-
-def _output(output: Output) -> OutputRef:
-    return OutputRef(url=output.url, content_type=output.content_type)
 
 
 def _kept_raw(raw: dict[str, Any]) -> dict[str, Any]:

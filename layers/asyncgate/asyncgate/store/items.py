@@ -113,6 +113,9 @@ def to_attributes(execution: Execution) -> dict[str, Any]:
         "dispatchStartedAt": format_ts(execution.dispatch_started_at)
         if execution.dispatch_started_at
         else None,
+        "callbackBase": execution.callback_base,
+        "awaitsCallbacks": execution.awaits_callbacks or None,
+        "earlyCallback": execution.early_callback or None,
     }
 
 
@@ -193,4 +196,7 @@ def from_item(item: dict[str, Any]) -> Execution:
         tick_id=raw["tickId"],
         cancel_sent=bool(raw.get("cancelSent", False)),
         dispatch_started_at=ts("dispatchStartedAt"),
+        callback_base=raw.get("callbackBase"),
+        awaits_callbacks=bool(raw.get("awaitsCallbacks", False)),
+        early_callback=bool(raw.get("earlyCallback", False)),
     )

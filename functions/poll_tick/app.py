@@ -11,7 +11,7 @@ from asyncgate.observability import logger, tracer
 from asyncgate.scheduling import TickMessage
 from asyncgate.services.deps import default_deps
 from asyncgate.services.outputs import COPY_BUDGET_SECONDS
-from asyncgate.services.ticks import process_tick
+from asyncgate.services.ticks import hand_back, process_tick
 
 processor = BatchProcessor(event_type=EventType.SQS)
 # A tick makes at most two provider calls (cancel, poll) of up to 13 s each, plus a few AWS calls, and
@@ -22,10 +22,11 @@ TICK_BUDGET_MILLIS = 30_000 + int(COPY_BUDGET_SECONDS * 1000) + 15_000
 @tracer.capture_method
 def handle_record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
     # An exception here fails this message only; after maxReceiveCount redrives it lands in the DLQ.
+    message = TickMessage.model_validate_json(record.body)
     if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < TICK_BUDGET_MILLIS:
-        # Better handed back to the queue now than cut off halfway by the function's timeout.
-        raise TimeoutError("too little time left in this invocation for another tick")
-    outcome = process_tick(default_deps(), TickMessage.model_validate_json(record.body))
+        # Better handed to another invocation now than cut off halfway by the function's timeout.
+        return hand_back(default_deps(), message).value
+    outcome = process_tick(default_deps(), message)
     logger.debug("tick done", extra={"outcome": outcome.value})
     return outcome.value
 

@@ -130,6 +130,9 @@ def unset_leaves_developers_own(template: dict[str, str], environ: Mapping[str, 
     return {name: value for name, value in template.items() if value or not environ.get(name)}
 
 
+DEVELOPER_KNOBS = ("PROVIDER_CALLBACKS", "CALLBACK_SAFETY_NET_SECONDS")
+
+
 class StackError(Exception):
     """A startup failure worth one line to the user (a busy port, a bad tenants file)."""
 
@@ -313,15 +316,15 @@ class LocalStack:
             "SIM_PROVIDER_URL": self._sim.url,
             # Providers call back where clients come in: the local gateway itself.
             "PUBLIC_URL": self.url,
-            # PROVIDER_CALLBACKS=off in the developer's environment: every job polled, as without them.
-            "PROVIDER_CALLBACKS": os.environ.get("PROVIDER_CALLBACKS")
-            or merged.get("PROVIDER_CALLBACKS", "on"),
             "TIME_SCALE": str(self.time_scale),
             "ALLOW_LOOPBACK_WEBHOOKS": "true",
             # Quiet by default: no per-request metric documents on the console.
             "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
             "POWERTOOLS_LOG_LEVEL": os.environ.get("ASYNCGATE_LOG_LEVEL", "WARNING"),
         }
+        # Knobs a developer's own environment turns, whatever the template's default (e.g.
+        # PROVIDER_CALLBACKS=off: every job polled, as without callbacks).
+        merged |= {name: os.environ[name] for name in DEVELOPER_KNOBS if os.environ.get(name)}
         os.environ.update(unset_leaves_developers_own(merged, os.environ))
 
     def _seed_tenants(self) -> None:

@@ -14,6 +14,7 @@ from asyncgate_dev.devprocess import DevProcess, free_port
 
 # Small enough that SQS redrive (visibility timeout x maxReceiveCount) takes seconds, not an hour.
 TIME_SCALE = 0.005
+SAFETY_NET_SECONDS = 6000
 AUTH_CACHE_SECONDS = 1.0
 ACME_WEBHOOK_SECRET = "whsec_YWNtZS1lMmUtc2lnbmluZy1zZWNyZXQh"
 TENANTS = [
@@ -47,7 +48,12 @@ def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         "--port", str(free_port()), "--time-scale", str(TIME_SCALE), "--tenants", str(tenants),
         # The sweeper's grace is real time (it must outlast a slow function); short here to test it.
         # The key cache too (30 s in AWS): a revoked key must be refused within it (test_admin).
-        env={"SWEEP_GRACE_SECONDS": "3", "AUTH_CACHE_SECONDS": str(AUTH_CACHE_SECONDS)},
+        # The safety net long (30 s at this scale): a job that ends in time here ended by its callback.
+        env={
+            "SWEEP_GRACE_SECONDS": "3",
+            "AUTH_CACHE_SECONDS": str(AUTH_CACHE_SECONDS),
+            "CALLBACK_SAFETY_NET_SECONDS": str(SAFETY_NET_SECONDS),
+        },
     )  # fmt: skip
     try:
         yield DevStack(dev=dev, url=dev.wait_ready())

@@ -4,12 +4,13 @@ secret, generated on the emulator), the re-armed tick on SQS, and the one 401 fo
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 import requests
 
 from asyncgate.domain.callbacks import callback_url
-from tests.e2e.conftest import DevStack
+from tests.e2e.conftest import SAFETY_NET_SECONDS, TIME_SCALE, DevStack
 from tests.e2e.test_local_stack import ACME, follow, stored_item, submit
 
 
@@ -27,10 +28,18 @@ def _execution(stack: DevStack, execution_id: str) -> dict[str, Any]:
     return execution
 
 
-def test_a_short_job_ends_by_its_callback(dev_stack: DevStack) -> None:
-    execution_id = submit(dev_stack, {"durationSeconds": 1}).json()["executionId"]
+def test_a_short_job_ends_by_its_callback_long_before_the_safety_net(dev_stack: DevStack) -> None:
+    execution_id = submit(dev_stack, {"durationSeconds": 0.5}).json()["executionId"]
     done = follow(dev_stack, execution_id)
     assert done["status"] == "succeeded"
+    assert done["pollCount"] == 1  # the one poll its callback asked for
+    took = _instant(done["completedAt"]) - _instant(done["startedAt"])
+    # Without the callback, the first poll would have come at the safety net: 30 s here.
+    assert took < SAFETY_NET_SECONDS * TIME_SCALE / 3
+
+
+def _instant(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def test_a_valid_callback_over_http_polls_the_job_at_once_and_forged_ones_are_refused(

@@ -4,17 +4,23 @@ API Gateway would. Valid, forged, replayed, late, duplicate, early and lost call
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
 from asyncgate.domain.callbacks import callback_token
+from asyncgate.providers.base import Output, PollResult, ProviderState
 from asyncgate.services.deps import default_deps
+from asyncgate.services.executions import retry_after_seconds
+from asyncgate.services.lifecycle import step
 from asyncgate_dev.apigw import HttpAnswer
 from asyncgate_dev.receiver import Received, WebhookReceiver
 from asyncgate_dev.simprovider import SimProviderServer
+from tests.fakes import PollingProvider
 from tests.integration.conftest import forget_container_state
 from tests.integration.driver import KEY_A, Gateway
 
@@ -189,3 +195,56 @@ def test_status_retry_after_follows_the_eta_not_the_far_safety_net(
     assert running.eta_seconds == 20  # the model's expected duration, until a poll tells more
     answer = gateway.call("status", execution_id=execution_id, key=KEY_A)
     assert int(answer.headers["retry-after"]) in (19, 20)
+
+    def hint_at(seconds: float) -> int | None:
+        later = dataclasses.replace(
+            default_deps(), clock=lambda: running.updated_at + timedelta(seconds=seconds)
+        )
+        return retry_after_seconds(later, running)
+
+    assert hint_at(5) == 15  # the estimated end, still ahead
+    # Past it, the cadence polling alone would keep for a job 5 s overdue (about 2 s), not 1 s on end,
+    # nor the safety-net tick 35 s away.
+    assert hint_at(25) in (2, 3)
+    assert hint_at(59.5) == 1  # the tick itself is due
+
+
+class FinishedLate(PollingProvider):
+    """A job at the provider that is `state` by now; its cancels are counted."""
+
+    name = "sim"
+
+    def __init__(self, state: ProviderState) -> None:
+        self.state = state
+        self.cancels = 0
+
+    def poll(self, provider_request_id: str) -> PollResult:
+        outputs = [Output(url="https://cdn.example/v.mp4")] if self.state is ProviderState.SUCCEEDED else []
+        return PollResult(state=self.state, outputs=outputs)
+
+    def cancel(self, provider_request_id: str) -> None:
+        self.cancels += 1
+
+
+@pytest.mark.parametrize(
+    ("state", "status", "cancels"),
+    [(ProviderState.SUCCEEDED, "succeeded", 0), (ProviderState.RUNNING, "failed", 1)],
+)
+def test_a_job_past_its_time_gets_a_last_look_before_it_times_out(
+    gateway: Gateway, provider_side: WebhookReceiver, state: ProviderState, status: str, cancels: int
+) -> None:
+    """Its callback lost while the next poll was the far safety net, a job that did finish keeps its
+    result; one still running times out, and is cancelled."""
+    execution_id = submitted(gateway, durationSeconds=60)
+    provider = FinishedLate(state)
+    deps = dataclasses.replace(default_deps(), providers=lambda _: provider)
+    running = stored(execution_id)
+    spec = deps.spec(running.model)
+    late = (running.started_at or running.created_at) + timedelta(seconds=spec.max_duration_seconds + 1)
+    after = step(deps, running, spec, now=late)
+    assert after.status.value == status
+    assert after.poll_count == running.poll_count + 1
+    assert provider.cancels == cancels
+    if status == "failed":
+        assert after.error is not None
+        assert after.error.code == "EXECUTION_TIMEOUT"

@@ -21,10 +21,11 @@ import requests
 from asyncgate import aws
 from asyncgate.domain.execution import Execution
 from asyncgate.providers.base import Output, PollResult, Provider, ProviderState
+from asyncgate.services import outputs
 from asyncgate.services.deps import Deps, default_deps
-from asyncgate.services.lifecycle import commit, step
+from asyncgate.services.lifecycle import COPY_ROUNDS, commit, step
 from asyncgate.settings import get_settings
-from asyncgate.store.results import ResultStore
+from asyncgate.store.results import OUT_OF_TIME, ResultStore
 from asyncgate_dev.simprovider import FAKE_CONTENT
 from tests.integration.conftest import forget_container_state
 from tests.integration.driver import Gateway
@@ -50,8 +51,22 @@ class Origin:
                 origin.hits[path] += 1
                 if origin.hits[path] <= origin.failures.get(path, 0) or path == "/down":
                     self._send(503, b"busy", "text/plain")
-                elif path == "/image":
+                elif path == "/image" or (path == "/slow-once" and origin.hits[path] > 1):
                     self._send(200, PNG, "image/png")
+                elif path in ("/slow-once", "/slow"):
+                    # Trickles: a byte every 50 ms of a body it says is 4 KiB, for at most 2 s.
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/png")
+                    self.send_header("Content-Length", "4096")
+                    self.end_headers()
+                    for _ in range(40):
+                        try:
+                            self.wfile.write(b"z")
+                            self.wfile.flush()
+                        except OSError:
+                            return
+                        time.sleep(0.05)
+                    self.close_connection = True
                 elif path == "/redirect":
                     self.send_response(302)
                     self.send_header("Location", "/image")
@@ -338,3 +353,39 @@ def test_private_and_non_https_sources_are_refused(results: Gateway) -> None:
         assert (output.stored, output.copy_refused) == (False, True), output
     view = results.status(execution.execution_id)["result"]["outputs"]
     assert [o["url"] for o in view] == private
+
+
+def test_a_trickling_source_is_stopped_at_the_budget_and_copied_in_another_tick(
+    results: Gateway, origin: Origin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outputs, "COPY_BUDGET_SECONDS", 0.5)
+    deps, execution = _started(results)
+    answer = _succeeded(origin.url("/slow-once"), origin.url("/image"))
+    started = time.monotonic()
+    execution = _tick(deps, execution, answer)
+    assert time.monotonic() - started < 1.5, "the copy stops at its budget, not when the source ends"
+    # Done at the provider, not yet in the bucket: another tick before the success is written.
+    assert execution.status.value == "running"
+    assert (execution.progress, execution.copy_rounds) == (100.0, 1)
+    assert execution.result is not None
+    assert [output.copy_error for output in execution.result.outputs] == [OUT_OF_TIME, OUT_OF_TIME]
+    execution = _tick(deps, execution, answer)
+    assert execution.status.value == "succeeded"
+    assert execution.result is not None
+    assert all(output.stored for output in execution.result.outputs)
+
+
+def test_a_source_too_slow_for_every_round_leaves_the_providers_url(
+    results: Gateway, origin: Origin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outputs, "COPY_BUDGET_SECONDS", 0.2)
+    deps, execution = _started(results)
+    answer = _succeeded(origin.url("/slow"))
+    for _ in range(COPY_ROUNDS):
+        execution = _tick(deps, execution, answer)
+        assert execution.status.value == "running"
+    execution = _tick(deps, execution, answer)
+    assert execution.status.value == "succeeded"
+    assert execution.result is not None
+    [output] = execution.result.outputs
+    assert (output.stored, output.copy_error, output.url) == (False, OUT_OF_TIME, origin.url("/slow"))

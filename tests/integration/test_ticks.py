@@ -186,3 +186,17 @@ def test_a_failed_tick_send_is_answered_202_and_recovered_by_the_sweeper(
     sweeper = load_handler("sweeper").lambda_handler
     assert sweeper(load_event("sweeper"), LambdaContext(function_name="sweeper"))["rearmed"] == 1
     assert gateway.run_to_end(execution_id)["status"] == "succeeded"
+
+
+def test_a_tick_without_time_left_is_handed_to_another_invocation_at_once(gateway: Gateway) -> None:
+    execution_id = gateway.submit(sim={"durationSeconds": 20}).json()["executionId"]
+    tick = _receive_tick(gateway)
+    event = sqs_event([tick], "arn:aws:sqs:us-east-1:123456789012:asyncgate-PollQueue")  # type: ignore[list-item]
+    # 40 s left of the function's time: less than one tick's budget (a poll and a copy of outputs).
+    short = LambdaContext(function_name="poll_tick", timeout_seconds=40)
+    assert load_handler("poll_tick").lambda_handler(event, short) == {"batchItemFailures": []}
+    assert gateway.status(execution_id)["pollCount"] == 0, "not processed here"
+    again = _receive_tick(gateway, timeout=3)  # due now, not after the queue's visibility timeout
+    assert json.loads(again["Body"]) == json.loads(tick["Body"])
+    assert _deliver(gateway, again) == {"batchItemFailures": []}
+    assert gateway.status(execution_id)["pollCount"] == 1

@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl, urlsplit
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncgate.domain.callbacks import callback_token, callback_url, token_matches
+from asyncgate.domain.callbacks import callback_token, callback_url, redact_callback_tokens, token_matches
 
 KEY = b"k" * 64
 EXECUTION = "0f6d3c0e-8c43-4a59-9d1e-3b8b1f2f6a10"
@@ -43,3 +43,17 @@ def test_tokens_keep_provider_and_id_apart(first: str, middle: str, last: str) -
     assert callback_token(KEY, first + "/" + middle, last) != callback_token(KEY, first, middle + "/" + last)
     url = callback_url("https://x.example", KEY, first + "/" + middle, last)
     assert urlsplit(url).path.count("/") == 4  # each part quoted: one path segment apiece
+
+
+def test_an_echoed_callback_url_loses_its_token_and_nothing_else() -> None:
+    url = callback_url("https://api.example.com", KEY, "kie", EXECUTION)
+    token = callback_token(KEY, "kie", EXECUTION)
+    plain = f'{{"param": {{"callBackUrl": "{url}", "prompt": "token=keep-this-one-please"}}}}'
+    escaped = plain.replace("/", "\\/")  # as some JSON encoders write slashes
+    encoded = "https://other.example/?next=" + url.replace("?", "%3F").replace("=", "%3D")
+    for text in (plain, escaped, encoded):
+        redacted = redact_callback_tokens(text)
+        assert token not in redacted
+        assert "redacted" in redacted
+    assert "token=keep-this-one-please" in redact_callback_tokens(plain)
+    assert redact_callback_tokens("no callback here") == "no callback here"

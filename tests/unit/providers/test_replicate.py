@@ -373,7 +373,7 @@ def test_submit_asks_for_webhooks_at_the_callback_url(api: FakeApi, provider: Re
         "version": VERSION,
         "input": {"text": "Alice"},
         "webhook": CALLBACK_URL,
-        "webhook_events_filter": ["output", "completed"],
+        "webhook_events_filter": ["completed"],
     }
     assert provider.accepts_callbacks
 

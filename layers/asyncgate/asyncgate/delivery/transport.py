@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import certifi
 import urllib3
@@ -56,6 +56,33 @@ def resolve_checked(host: str, port: int, *, allow_loopback: bool) -> str:
     return str(candidates[0])
 
 
+def pinned_pool(
+    parts: SplitResult, address: str, timeout: urllib3.Timeout
+) -> tuple[urllib3.HTTPConnectionPool, str, str]:
+    """A one-connection pool to the address already checked (never a second lookup that could answer
+    otherwise), TLS verified against the URL's host name; with the request target and Host header."""
+    host = (parts.hostname or "").rstrip(".")
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+    pool: urllib3.HTTPConnectionPool
+    if https:
+        pool = urllib3.HTTPSConnectionPool(
+            address,
+            port,
+            server_hostname=host,
+            assert_hostname=host,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=certifi.where(),
+            retries=False,
+            timeout=timeout,
+            maxsize=1,
+        )
+    else:
+        pool = urllib3.HTTPConnectionPool(address, port, retries=False, timeout=timeout, maxsize=1)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return pool, target, host if parts.port is None else f"{host}:{port}"
+
+
 def post_webhook(
     url: str, body: bytes, headers: dict[str, str], *, allow_loopback_http: bool
 ) -> AttemptOutcome:
@@ -70,22 +97,7 @@ def post_webhook(
         address = resolve_checked(host, port, allow_loopback=allow_loopback_http)
     except OSError as error:
         return AttemptOutcome(None, f"cannot resolve {host}: {error.strerror or error}"[:MAX_ERROR_TEXT])
-    pool: urllib3.HTTPConnectionPool
-    if https:
-        pool = urllib3.HTTPSConnectionPool(
-            address,
-            port,
-            server_hostname=host,
-            assert_hostname=host,
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=certifi.where(),
-            retries=False,
-            timeout=DELIVERY_TIMEOUT,
-        )
-    else:
-        pool = urllib3.HTTPConnectionPool(address, port, retries=False, timeout=DELIVERY_TIMEOUT)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host_header = host if parts.port is None else f"{host}:{port}"
+    pool, target, host_header = pinned_pool(parts, address, DELIVERY_TIMEOUT)
     sent = {
         **headers,
         "Host": host_header,

@@ -11,9 +11,16 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from urllib.parse import quote, urlencode
 
 CALLBACK_PATH = "/v1/callbacks"
+# A callback URL's token, wherever a provider echoes the URL back (Kie.ai's `param.callBackUrl`,
+# Replicate's `webhook`): plain, with JSON-escaped slashes, or percent-encoded inside another URL.
+_ECHOED_TOKEN = re.compile(
+    r"(callbacks[^\s\"']*?(?:[?&]|%3F|%26)token(?:=|%3D))[A-Za-z0-9_-]{16,}", re.IGNORECASE
+)
+REDACTED = "redacted"
 TOKEN_VERSION = "v1"  # noqa: S105 - a format version, not a secret
 
 
@@ -35,3 +42,9 @@ def callback_url(base_url: str, key: bytes, provider: str, execution_id: str) ->
     path = f"{CALLBACK_PATH}/{quote(provider, safe='')}/{quote(execution_id, safe='')}"
     query = urlencode({"token": callback_token(key, provider, execution_id)})
     return f"{base_url.rstrip('/')}{path}?{query}"
+
+
+def redact_callback_tokens(text: str) -> str:
+    """`text` with every callback token in it replaced: what a provider echoes is stored in the
+    execution, shown to its tenant and signed into webhooks, and a token must stay the provider's."""
+    return _ECHOED_TOKEN.sub(lambda match: match.group(1) + REDACTED, text)

@@ -135,6 +135,8 @@ class Execution(BaseModel):
     awaits_callbacks: bool = False
     # A callback arrived before the dispatch was recorded (a very fast job): poll at once after it.
     early_callback: bool = False
+    # Extra ticks taken, after the provider said done, to copy outputs that did not fit in one tick.
+    copy_rounds: int = 0
 
     @property
     def terminal(self) -> bool:

@@ -7,7 +7,9 @@
   in `starting`. Replicate documents no idempotency key or client reference, so the execution id is not
   sent; the submit is never retried.
 - Callbacks: with a callback URL, the create body carries `webhook` and `webhook_events_filter`
-  (`output`, `completed`: a new partial output, and the end). Replicate signs every webhook the Standard
+  (`completed` only: `output` fires for every partial output, up to twice a second for a streaming
+  model, and each callback costs a poll; partial outputs show at the safety-net polls). Replicate signs
+  every webhook the Standard
   Webhooks way (https://replicate.com/docs/topics/webhooks/verify-webhook): `webhook-id`,
   `webhook-timestamp`, `webhook-signature`, an HMAC-SHA256 keyed by the account's signing secret
   (`GET /v1/webhooks/default/secret`, fetched once per adapter). The body is the prediction: its `id`
@@ -77,8 +79,8 @@ _VERSION_ID = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 WEBHOOK_KEY_PATH = "/v1/webhooks/default/secret"
-# Asked for at submit: a new (partial) output and the end, the two moments worth polling at once.
-WEBHOOK_EVENTS = ["output", "completed"]
+# Asked for at submit: the end only, the moment worth polling at once (see the module's docstring).
+WEBHOOK_EVENTS = ["completed"]
 
 
 class ReplicateProvider:

@@ -20,7 +20,7 @@ from asyncgate.domain.idempotency import (
     fingerprint,
     key_hash,
 )
-from asyncgate.domain.schedule import first_poll_delay
+from asyncgate.domain.schedule import first_poll_delay, next_poll_delay
 from asyncgate.domain.status import Event, Status
 from asyncgate.errors import (
     AsyncgateError,
@@ -277,19 +277,31 @@ def wait_for_change(
 
 
 def retry_after_seconds(deps: Deps, execution: Execution) -> int | None:
-    """The status answer's Retry-After: when something may have changed. That is the next tick (whose
-    delay already weighs progress and queue position), or sooner, when the job is estimated to end
-    first: a provider that calls back may finish it long before the safety-net poll."""
+    """The status answer's Retry-After: when something may have changed. Polling alone, that is the
+    next tick (whose delay already weighs progress and the provider's queue). While the provider calls
+    back, the job may end long before the safety-net tick: the job's estimated end while it is ahead,
+    then the cadence polling alone would keep."""
     if execution.terminal:
         return None
     if execution.next_poll_at is None:
         return 1
     now = deps.clock()
     until = (execution.next_poll_at - now).total_seconds()
-    if execution.eta_seconds is not None:
-        estimated_end = execution.updated_at + timedelta(seconds=execution.eta_seconds)
-        until = min(until, (estimated_end - now).total_seconds())
+    if execution.awaits_callbacks:
+        until = min(until, _expected_change(deps, execution, now))
     return max(1, math.ceil(until))
+
+
+def _expected_change(deps: Deps, execution: Execution, now: datetime) -> float:
+    if execution.eta_seconds is not None:
+        left = (execution.updated_at + timedelta(seconds=execution.eta_seconds) - now).total_seconds()
+        if left >= 1:
+            return left
+    started = execution.started_at or execution.created_at
+    plan = deps.spec(execution.model).poll_plan
+    return next_poll_delay(
+        plan, elapsed=(now - started).total_seconds(), progress=execution.progress, rng=deps.rng
+    )
 
 
 def list_executions(

@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
-from asyncgate.domain.callbacks import callback_url
+from asyncgate.domain.callbacks import callback_url, redact_callback_tokens
 from asyncgate.domain.catalog import ModelSpec
 from asyncgate.domain.execution import Execution, Failure, Result, advance, new_tick_id
 from asyncgate.domain.schedule import (
@@ -36,13 +36,17 @@ from asyncgate.providers.base import (
 )
 from asyncgate.scheduling import TickMessage
 from asyncgate.services.deps import Deps
-from asyncgate.services.outputs import stored_outputs
+from asyncgate.services.outputs import out_of_time, stored_outputs
 from asyncgate.store.executions import StaleWrite
 
 # After cancel was asked, look again soon: the provider usually confirms within seconds.
 CANCEL_FOLLOW_UP_SECONDS = 2.0
 # The most of a provider's raw result kept in `result.raw`, in bytes of compact JSON.
 RAW_RESULT_LIMIT = 64 * 1024
+# Ticks more a succeeded job may take to copy outputs that did not fit in one tick's copy budget.
+COPY_ROUNDS = 4
+# What a provider says of a job that is over, whatever the execution's own clock says.
+FINAL_STATES = frozenset({ProviderState.SUCCEEDED, ProviderState.FAILED, ProviderState.CANCELLED})
 # A dispatch whose write loses a race re-reads and records its outcome again, this many times at most.
 RECORD_ATTEMPTS = 3
 
@@ -80,7 +84,8 @@ def _rescheduled(deps: Deps, now: datetime, delay_seconds: float) -> dict[str, A
 
 
 def _failure(error: ProviderError) -> Failure:
-    return Failure(message=str(error), provider_status=error.status, provider_body=error.body)
+    body = redact_callback_tokens(error.body) if error.body is not None else None
+    return Failure(message=str(error), provider_status=error.status, provider_body=body)
 
 
 def _callback_url(deps: Deps, execution: Execution, provider: Provider) -> str | None:
@@ -152,6 +157,7 @@ def _dispatched(
         # Until a poll tells more, the job has all of its expected run ahead.
         eta_seconds=math.ceil(spec.expected_duration_seconds),
         awaits_callbacks=awaits_callbacks,
+        early_callback=False,  # spent on this first poll
         **_rescheduled(
             deps, now, _first_poll_delay(deps, execution, spec, awaits_callbacks=awaits_callbacks)
         ),
@@ -206,9 +212,7 @@ def step(deps: Deps, execution: Execution, spec: ModelSpec, *, now: datetime) ->
     elapsed = (now - started).total_seconds()
 
     if elapsed > spec.max_duration_seconds:
-        if spec.cancel:
-            _cancel_quietly(provider, execution.provider_request_id)
-        return finish(Event.TIMED_OUT)
+        return _last_look(deps, execution, spec, provider, now=now, elapsed=elapsed)
 
     cancel_sent = execution.cancel_sent
     try:
@@ -245,6 +249,26 @@ def step(deps: Deps, execution: Execution, spec: ModelSpec, *, now: datetime) ->
     return _after_poll(deps, execution, spec, polled, now=now, elapsed=elapsed, fields=polled_fields)
 
 
+def _last_look(
+    deps: Deps, execution: Execution, spec: ModelSpec, provider: Provider, *, now: datetime, elapsed: float
+) -> Execution:
+    """Past its time: one last poll, so a job that did finish (just before the limit, or its callback
+    lost while polls were the far safety net) keeps its result. Otherwise it times out, and its job is
+    cancelled where the provider can."""
+    assert execution.provider_request_id is not None
+    fields: dict[str, Any] = {"cancel_sent": execution.cancel_sent}
+    try:
+        polled: PollResult | None = provider.poll(execution.provider_request_id)
+        fields |= {"poll_count": execution.poll_count + 1, "consecutive_errors": 0}
+    except ProviderError:
+        polled = None
+    if polled is not None and polled.state in FINAL_STATES:
+        return _after_poll(deps, execution, spec, polled, now=now, elapsed=elapsed, fields=fields)
+    if spec.cancel:
+        _cancel_quietly(provider, execution.provider_request_id)
+    return advance(execution, Event.TIMED_OUT, now=now, retention=deps.retention, **fields)
+
+
 def _after_poll(
     deps: Deps,
     execution: Execution,
@@ -273,6 +297,18 @@ def _after_poll(
     match polled.state:
         case ProviderState.SUCCEEDED if polled.incomplete or not polled.outputs:
             return finish(Event.INCOMPLETE, failure=Failure(provider_body=_raw_body(polled)))
+        case ProviderState.SUCCEEDED if (
+            result is not None and out_of_time(result.outputs) and execution.copy_rounds < COPY_ROUNDS
+        ):
+            # Done at the provider, but its outputs did not all fit in this tick's copy budget: one more
+            # tick each (the outputs already stored are carried), before the success is written.
+            return finish(
+                Event.PROGRESSED,
+                progress=100.0,
+                result=result,
+                copy_rounds=execution.copy_rounds + 1,
+                **_rescheduled(deps, now, MIN_DELAY_SECONDS),
+            )
         case ProviderState.SUCCEEDED:
             return finish(Event.PROVIDER_SUCCEEDED, result=result)
         case ProviderState.FAILED:
@@ -320,14 +356,19 @@ def _eta(spec: ModelSpec, polled: PollResult, elapsed: float) -> int | None:
 
 
 def _kept_raw(raw: dict[str, Any]) -> dict[str, Any]:
-    """The provider's own result, unless it is too big to keep beside the rest of the execution in one
-    DynamoDB item (400 KB, the input alone may take 256 KiB): then only a note of its size."""
-    size = len(json.dumps(raw, separators=(",", ":")).encode("utf-8"))
-    return raw if size <= RAW_RESULT_LIMIT else {"truncated": True, "bytes": size}
+    """The provider's own result (its echo of our callback URL without the token), unless it is too
+    big to keep beside the rest of the execution in one DynamoDB item (400 KB, the input alone may take
+    256 KiB): then only a note of its size."""
+    text = json.dumps(raw, separators=(",", ":"))
+    size = len(text.encode("utf-8"))
+    if size > RAW_RESULT_LIMIT:
+        return {"truncated": True, "bytes": size}
+    redacted = redact_callback_tokens(text)
+    return raw if redacted == text else dict(json.loads(redacted))
 
 
 def _raw_body(polled: PollResult) -> str | None:
-    return truncate_body(json.dumps(polled.raw)) if polled.raw else None
+    return truncate_body(redact_callback_tokens(json.dumps(polled.raw))) if polled.raw else None
 
 
 def _cancel_quietly(provider: Provider, provider_request_id: str) -> None:

@@ -11,7 +11,7 @@ from asyncgate.domain.execution import Execution, OutputRef
 from asyncgate.observability import logger, metrics
 from asyncgate.providers.base import Output
 from asyncgate.services.deps import Deps
-from asyncgate.store.results import redacted
+from asyncgate.store.results import OUT_OF_TIME, redacted
 
 # Copying one poll's outputs into the results bucket takes at most this long, all outputs and attempts
 # together (poll_tick reserves it on top of the provider calls); what is left over is copied at the next
@@ -82,11 +82,7 @@ def _copied(
     copied = output
     for wait in (0.0, *waits):
         if time.monotonic() + wait >= deadline:
-            return (
-                copied
-                if copied.copy_error
-                else output.model_copy(update={"copy_error": "no time was left in the tick for the copy"})
-            )
+            return copied if copied.copy_error else output.model_copy(update={"copy_error": OUT_OF_TIME})
         time.sleep(wait)
         try:
             copied = deps.results.copy(
@@ -99,3 +95,8 @@ def _copied(
         if copied.copy_error is None or copied.copy_refused:
             return copied
     return copied
+
+
+def out_of_time(outputs: list[OutputRef]) -> bool:
+    """Whether some output's copy was cut short by the tick's budget (a big file, many outputs)."""
+    return any(output.copy_error == OUT_OF_TIME for output in outputs)

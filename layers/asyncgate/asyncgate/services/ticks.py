@@ -27,6 +27,7 @@ class TickOutcome(StrEnum):
     STALE = "stale"  # duplicate, superseded or for a finished execution: dropped
     LOST_RACE = "lost_race"  # another writer moved the execution first; its own tick carries on
     CHAINED = "chained"  # the wait is longer than one SQS delay: sent on towards its due time
+    HANDED_BACK = "handed_back"  # no time left in this invocation: sent again, for another one at once
 
 
 def process_tick(deps: Deps, message: TickMessage) -> TickOutcome:
@@ -52,6 +53,13 @@ def process_tick(deps: Deps, message: TickMessage) -> TickOutcome:
     except StaleWrite:
         return TickOutcome.LOST_RACE
     return TickOutcome.PROCESSED
+
+
+def hand_back(deps: Deps, message: TickMessage) -> TickOutcome:
+    """A tick this invocation has no time left for, sent again as it is, due now: another invocation
+    takes it at once (failing it instead would hide it for the queue's whole visibility timeout)."""
+    deps.scheduler.send(message, now=deps.clock())
+    return TickOutcome.HANDED_BACK
 
 
 @dataclass(frozen=True)

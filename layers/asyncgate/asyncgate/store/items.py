@@ -116,6 +116,7 @@ def to_attributes(execution: Execution) -> dict[str, Any]:
         "callbackBase": execution.callback_base,
         "awaitsCallbacks": execution.awaits_callbacks or None,
         "earlyCallback": execution.early_callback or None,
+        "copyRounds": execution.copy_rounds or None,
     }
 
 
@@ -199,4 +200,5 @@ def from_item(item: dict[str, Any]) -> Execution:
         callback_base=raw.get("callbackBase"),
         awaits_callbacks=bool(raw.get("awaitsCallbacks", False)),
         early_callback=bool(raw.get("earlyCallback", False)),
+        copy_rounds=int(raw.get("copyRounds", 0)),
     )

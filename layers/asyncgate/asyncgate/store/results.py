@@ -25,13 +25,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
-import certifi
 import urllib3
 from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from asyncgate.delivery.transport import UnsafeDestination, resolve_checked
+from asyncgate.delivery.transport import UnsafeDestination, pinned_pool, resolve_checked
 from asyncgate.domain.execution import OutputRef
 from asyncgate.domain.webhook_url import InvalidWebhookUrl, check_webhook_url
 
@@ -45,6 +44,10 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # A copy with no deadline of its caller's gets this long.
 DEFAULT_COPY_SECONDS = 60.0
 MAX_ERROR_TEXT = 200
+# A copy stopped by its tick's time budget: worth another tick of its own (unlike a refusal).
+OUT_OF_TIME = "the copy ran out of time"
+# The most read from a source at once, between two looks at the deadline.
+READ_STEP = 256 * 1024
 FALLBACK_CONTENT_TYPE = "application/octet-stream"
 # type/subtype, optional parameters; nothing S3 or a browser could misread.
 _CONTENT_TYPE = re.compile(
@@ -105,17 +108,28 @@ class _BoundedReader:
         self.failure: Exception | None = None
 
     def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes, fewer only at the end: the uploader takes a short read for the last part.
+        The source is read a little at a time (`read` may answer short, as `read1` does), so a source
+        that trickles is stopped at the deadline, not after the whole part it was asked for."""
+        wanted = size if size and size > 0 else 1024 * 1024
+        parts: list[bytes] = []
+        got = 0
+        while got < wanted:
+            if self.failure is not None:
+                raise self.failure
+            data = self._read(min(wanted - got, READ_STEP))
+            if not data:
+                break
+            parts.append(data)
+            got += len(data)
+            self.count += len(data)
+            if self.count > self._limit:
+                self.failure = _Refused(f"the output is larger than {self._limit} bytes")
+            elif time.monotonic() > self._deadline:
+                self.failure = _Failed(OUT_OF_TIME)
         if self.failure is not None:
             raise self.failure
-        data = self._read(size if size and size > 0 else 1024 * 1024)
-        self.count += len(data)
-        if self.count > self._limit:
-            self.failure = _Refused(f"the output is larger than {self._limit} bytes")
-        elif data and time.monotonic() > self._deadline:
-            self.failure = _Failed("the copy ran out of time")
-        if self.failure is not None:
-            raise self.failure
-        return data
+        return b"".join(parts)
 
 
 def redacted(url: str) -> str:
@@ -245,7 +259,8 @@ class ResultStore:
                 or _valid_content_type(_MIME.guess_type(urlsplit(output.url).path)[0])
                 or FALLBACK_CONTENT_TYPE
             )
-            return self._upload(response.read, output, execution_id, tenant, index, content_type, deadline)
+            # read1: whatever one receive brings (at most SOURCE_TIMEOUT's read wait), never a wait for more.
+            return self._upload(response.read1, output, execution_id, tenant, index, content_type, deadline)
         finally:
             response.release_conn()
             pool.close()
@@ -309,24 +324,9 @@ class ResultStore:
             raise _Refused(f"the source is not a public https URL: {error}") from None
         except OSError as error:
             raise _Failed(f"cannot resolve {host}: {error.strerror or error}") from None
-        pool: urllib3.HTTPConnectionPool
-        if https:
-            pool = urllib3.HTTPSConnectionPool(
-                address,
-                port,
-                server_hostname=host,
-                assert_hostname=host,
-                cert_reqs="CERT_REQUIRED",
-                ca_certs=certifi.where(),
-                retries=False,
-                timeout=SOURCE_TIMEOUT,
-                maxsize=1,
-            )
-        else:
-            pool = urllib3.HTTPConnectionPool(address, port, retries=False, timeout=SOURCE_TIMEOUT, maxsize=1)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        pool, target, host_header = pinned_pool(parts, address, SOURCE_TIMEOUT)
         headers = {
-            "Host": host if parts.port is None else f"{host}:{port}",
+            "Host": host_header,
             "User-Agent": "asyncgate-results/1",
             "Accept-Encoding": "identity",
         }

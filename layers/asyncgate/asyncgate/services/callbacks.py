@@ -68,7 +68,8 @@ def _act_on(deps: Deps, execution: Execution, request: CallbackRequest) -> Callb
     if execution.provider_request_id is None:
         # The provider answered our submit and finished before the dispatch was written down: there is
         # no job id to poll yet, so leave word for the dispatch to poll as soon as it records.
-        deps.executions.update(execution, called_back_early(execution, now=now))
+        if not execution.early_callback:
+            deps.executions.update(execution, called_back_early(execution, now=now))
         return CallbackOutcome.NOTED_EARLY
     commit(deps, execution, rearmed(execution, now=now), now=now)
     return CallbackOutcome.POLL_ARMED

@@ -122,12 +122,15 @@ def _submit_to_provider(
     return job, url is not None
 
 
+def _safety_net(deps: Deps, delay: float, *, awaits_callbacks: bool) -> float:
+    """While the provider calls back, a poll is only the net for a lost callback: never sooner than it."""
+    return max(delay, deps.settings.callback_safety_net_seconds) if awaits_callbacks else delay
+
+
 def _first_poll_delay(deps: Deps, execution: Execution, spec: ModelSpec, *, awaits_callbacks: bool) -> float:
     if execution.early_callback:
         return MIN_DELAY_SECONDS  # the provider called back already: the job may be done
-    if awaits_callbacks:
-        return max(first_poll_delay(spec.poll_plan), deps.settings.callback_safety_net_seconds)
-    return first_poll_delay(spec.poll_plan)
+    return _safety_net(deps, first_poll_delay(spec.poll_plan), awaits_callbacks=awaits_callbacks)
 
 
 def _dispatched(
@@ -342,9 +345,7 @@ def _next_delay(
         delay = queued_poll_delay(spec.poll_plan, position=polled.queue_position)
     else:
         delay = next_poll_delay(spec.poll_plan, elapsed=elapsed, progress=polled.progress, rng=deps.rng)
-    if execution.awaits_callbacks:
-        return max(delay, deps.settings.callback_safety_net_seconds)
-    return delay
+    return _safety_net(deps, delay, awaits_callbacks=execution.awaits_callbacks)
 
 
 def _eta(spec: ModelSpec, polled: PollResult, elapsed: float) -> int | None:

@@ -39,7 +39,7 @@ from pydantic.alias_generators import to_camel
 from asyncgate.domain.accounts import TENANT_ID
 from asyncgate.domain.catalog import Number
 from asyncgate.domain.webhooks import check_webhook_secret, new_webhook_secret
-from asyncgate_dev import motofix
+from asyncgate_dev import motofix, routerfix
 from asyncgate_dev.apigw import http_event, match_route, read_response
 from asyncgate_dev.awsenv import use_dummy_aws_env
 from asyncgate_dev.handlers import REPO_ROOT, TEMPLATE_PATH, load_function_module
@@ -232,6 +232,8 @@ class LocalStack:
         from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy, only when the stack runs
 
         motofix.install()
+        # Many requests at once in one process: each must see only its own event, as in Lambda.
+        routerfix.install()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
         moto_host, moto_port = self._moto.get_host_and_port()

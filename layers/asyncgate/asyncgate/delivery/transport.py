@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import urlsplit
 
 import certifi
 import urllib3
@@ -56,14 +56,23 @@ def resolve_checked(host: str, port: int, *, allow_loopback: bool) -> str:
     return str(candidates[0])
 
 
-def pinned_pool(
-    parts: SplitResult, address: str, timeout: urllib3.Timeout
+def url_host(url: str) -> str:
+    return (urlsplit(url).hostname or "").rstrip(".")
+
+
+def open_checked(
+    url: str, *, allow_loopback: bool, timeout: urllib3.Timeout
 ) -> tuple[urllib3.HTTPConnectionPool, str, str]:
-    """A one-connection pool to the address already checked (never a second lookup that could answer
-    otherwise), TLS verified against the URL's host name; with the request target and Host header."""
-    host = (parts.hostname or "").rstrip(".")
+    """A one-connection pool to where `url` may be reached, with the request target and Host header.
+    The URL is checked (InvalidWebhookUrl), then every address its host resolves to (UnsafeDestination;
+    OSError when it does not resolve); the pool connects to the address checked (never a second lookup
+    that could answer otherwise), TLS verified against the URL's host name."""
+    check_webhook_url(url, allow_loopback_http=allow_loopback)
+    parts = urlsplit(url)
+    host = url_host(url)
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)
+    address = resolve_checked(host, port, allow_loopback=allow_loopback)
     pool: urllib3.HTTPConnectionPool
     if https:
         pool = urllib3.HTTPSConnectionPool(
@@ -88,16 +97,13 @@ def post_webhook(
 ) -> AttemptOutcome:
     """One delivery attempt. Never raises for what the receiver does; a refused URL raises
     InvalidWebhookUrl (its check failed before any connection)."""
-    check_webhook_url(url, allow_loopback_http=allow_loopback_http)
-    parts = urlsplit(url)
-    host = (parts.hostname or "").rstrip(".")
-    https = parts.scheme == "https"
-    port = parts.port or (443 if https else 80)
     try:
-        address = resolve_checked(host, port, allow_loopback=allow_loopback_http)
+        pool, target, host_header = open_checked(
+            url, allow_loopback=allow_loopback_http, timeout=DELIVERY_TIMEOUT
+        )
     except OSError as error:
-        return AttemptOutcome(None, f"cannot resolve {host}: {error.strerror or error}"[:MAX_ERROR_TEXT])
-    pool, target, host_header = pinned_pool(parts, address, DELIVERY_TIMEOUT)
+        message = f"cannot resolve {url_host(url)}: {error.strerror or error}"
+        return AttemptOutcome(None, message[:MAX_ERROR_TEXT])
     sent = {
         **headers,
         "Host": host_header,

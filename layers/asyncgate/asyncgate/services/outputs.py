@@ -15,7 +15,7 @@ from asyncgate.store.results import OUT_OF_TIME, redacted
 
 # Copying one poll's outputs into the results bucket takes at most this long, all outputs and attempts
 # together (poll_tick reserves it on top of the provider calls); what is left over is copied at the next
-# tick, or, when the job has just succeeded, left at the provider.
+# tick (when the job has just succeeded, within the lifecycle's few extra copy rounds).
 COPY_BUDGET_SECONDS = 40.0
 # When the job has succeeded, the waits before the second and third attempt of a failed copy.
 COPY_RETRY_WAITS = (0.5, 1.0)

@@ -30,9 +30,9 @@ from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from asyncgate.delivery.transport import UnsafeDestination, pinned_pool, resolve_checked
+from asyncgate.delivery.transport import open_checked, url_host
 from asyncgate.domain.execution import OutputRef
-from asyncgate.domain.webhook_url import InvalidWebhookUrl, check_webhook_url
+from asyncgate.domain.webhook_url import InvalidWebhookUrl
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -311,20 +311,13 @@ class ResultStore:
 
     def _get(self, url: str) -> tuple[urllib3.BaseHTTPResponse, urllib3.HTTPConnectionPool]:
         try:
-            check_webhook_url(url, allow_loopback_http=self.allow_loopback)
-        except InvalidWebhookUrl as error:
-            raise _Refused(f"the source is not a public https URL: {error}") from None
-        parts = urlsplit(url)
-        host = (parts.hostname or "").rstrip(".")
-        https = parts.scheme == "https"
-        port = parts.port or (443 if https else 80)
-        try:
-            address = resolve_checked(host, port, allow_loopback=self.allow_loopback)
-        except UnsafeDestination as error:
+            pool, target, host_header = open_checked(
+                url, allow_loopback=self.allow_loopback, timeout=SOURCE_TIMEOUT
+            )
+        except InvalidWebhookUrl as error:  # the URL, or where its host resolves
             raise _Refused(f"the source is not a public https URL: {error}") from None
         except OSError as error:
-            raise _Failed(f"cannot resolve {host}: {error.strerror or error}") from None
-        pool, target, host_header = pinned_pool(parts, address, SOURCE_TIMEOUT)
+            raise _Failed(f"cannot resolve {url_host(url)}: {error.strerror or error}") from None
         headers = {
             "Host": host_header,
             "User-Agent": "asyncgate-results/1",

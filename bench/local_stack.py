@@ -95,9 +95,14 @@ def _burst(url: str) -> None:
         answer = session.get(f"{url}/v1/executions/{execution_id}", headers=HEADERS, timeout=60)
         if answer.status_code != 200 or answer.json()["status"] not in TERMINAL:
             lost += 1
+    rate = len(accepted) / (submitted + settle)
     print(
-        f"  {BURST} submits from {BURST_CLIENTS} clients in {submitted:.1f} s: accepted {len(accepted)}, "
-        f"refused {refused}, lost {lost} (must be 0); all terminal {settle:.1f} s after the burst"
+        f"  {BURST} submits from {BURST_CLIENTS} clients in {submitted:.1f} s ({BURST / submitted:.1f}/s):"
+        f" accepted {len(accepted)}, refused {refused}, lost {lost} (must be 0)"
+    )
+    print(
+        f"  all terminal {settle:.1f} s after the burst: {rate:.1f} executions/s end to end"
+        " (2 s jobs; `make soak` runs the whole mix)"
     )
 
 

@@ -17,8 +17,11 @@
    clock of section 4, for jobs of 20 s, 2 min and 500 s, with callbacks off, on, and lost (asked
    for, never arriving: the safety-net poll must find the job); then (8b) real time on the local stack,
    where Lambda-like dispatch, SQS and the sim's own callback are in the lag.
+9. The local stack's emulator (issue 13): calls/s of one tick's SQS calls with N messages queued, of
+   DynamoDB queries and a GetItem with N executions in the table, moto's own code next to asyncgate_dev's
+   fixes (bench/emulator.py).
 
-`python -m bench.run 6 7` runs only the sections named.
+`python -m bench.run 6 7` runs only the sections named; `make soak` is bench/soak.py.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ from asyncgate_dev.handlers import FUNCTIONS_DIR, REPO_ROOT, TEMPLATE_PATH, load
 from asyncgate_dev.lambda_runtime import LambdaContext  # noqa: E402
 from asyncgate_dev.simprovider import SimProviderServer  # noqa: E402
 from asyncgate_dev.template import load_template, provision  # noqa: E402
+from bench.emulator import bench_emulator  # noqa: E402
 from bench.local_stack import bench_account_limits, bench_callbacks_local, bench_local_stack  # noqa: E402
 
 SUBMIT_CALLS = 300
@@ -126,8 +130,8 @@ def stack_on_moto(sim_url: str) -> Iterator[None]:
 
 
 def empty_poll_queue() -> None:
-    """moto's SendMessage reads every message in the queue (for the queue's attributes): O(messages), so
-    unreceived ticks would make each send slower than the last. Emptied between timed calls, untimed."""
+    """The poll queue emptied between timed calls, untimed, so every call meets the same queue (the
+    index of asyncgate_dev.motosqs makes a send O(log n), moto's own list made it O(n))."""
     aws.sqs().purge_queue(QueueUrl=get_settings().poll_queue_url)
 
 
@@ -349,11 +353,11 @@ class ClockedWorld:
             self.callbacks.append((self.now + timedelta(seconds=self.job_seconds), execution_id))
         return ProviderJob(provider_request_id=job_id)
 
-    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+    def verify_callback(self, request: CallbackRequest, *, job_ref: str, now: datetime) -> None:
         """The callbacks are this world's own: nothing to verify."""
 
-    def poll(self, provider_request_id: str) -> PollResult:
-        job = self.jobs[provider_request_id]
+    def poll(self, job_ref: str) -> PollResult:
+        job = self.jobs[job_ref]
         job.polls += 1
         elapsed = (self.now - job.started).total_seconds()
         if elapsed >= job.seconds:
@@ -363,7 +367,7 @@ class ClockedWorld:
         progress = 100.0 * elapsed / job.seconds if job.report_progress else None
         return PollResult(state=ProviderState.RUNNING, progress=progress)
 
-    def cancel(self, provider_request_id: str) -> None:
+    def cancel(self, job_ref: str) -> None:
         raise NotImplementedError
 
     def clock(self) -> datetime:
@@ -644,6 +648,7 @@ SECTIONS: dict[int, Callable[[SimProviderServer], None]] = {
     6: bench_account_cost,
     7: account_limits,
     8: bench_callbacks,
+    9: lambda _: bench_emulator(),
 }
 
 

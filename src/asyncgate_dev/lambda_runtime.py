@@ -18,6 +18,18 @@ if TYPE_CHECKING:
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
+class InvocationKilled(BaseException):
+    """Kills the invocation it is raised in, as a timeout or an out-of-memory kill ends a Lambda
+    invocation: a BaseException, so no `except Exception` of the handler can swallow it (the chaos
+    harness raises it between two writes). The runtime that called the handler turns it into
+    InvocationDied."""
+
+
+class InvocationDied(Exception):
+    """What the caller of a killed invocation sees: an error without an answer (an SQS batch returns to
+    its queue, API Gateway answers 500, a stream batch or a Step Functions task is tried again)."""
+
+
 @dataclass
 class LambdaContext:
     """What Lambda passes as `context`, with a real deadline from the function's timeout."""

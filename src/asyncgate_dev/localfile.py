@@ -26,6 +26,8 @@ class LocalConnection(BaseModel):
     aws_endpoint: str
     region: str
     table_name: str
+    # The poll queue's dead-letter queue (`asyncgate admin dlq`); None in files of older stacks.
+    poll_dlq_url: str | None = None
 
 
 class LocalStackNotRunning(Exception):

@@ -1,8 +1,9 @@
 """`asyncgate dev`: the whole system on one machine, no AWS account and no Docker.
 
-Faithful rather than a second implementation: moto runs as a real server on loopback and the handlers
-reach it through boto3's own AWS_ENDPOINT_URL; every resource, route, environment variable, timeout,
-event source and schedule is read from template.yaml by the loader the tests use; each function runs in
+Faithful rather than a second implementation: moto runs as a real server on loopback (in a process of
+its own, asyncgate_dev.motoserver; Step Functions in this one) and the handlers reach it through
+boto3's own AWS_ENDPOINT_URL; every resource, route, environment variable, timeout, event source and
+schedule is read from template.yaml by the loader the tests use; each function runs in
 "containers" (separate copies of its module, one request at a time each), as in Lambda. The simulated
 provider runs on its own loopback port. Nothing persists across restarts.
 """
@@ -43,8 +44,9 @@ from asyncgate_dev import motofix, routerfix
 from asyncgate_dev.apigw import http_event, match_route, read_response
 from asyncgate_dev.awsenv import use_dummy_aws_env
 from asyncgate_dev.handlers import REPO_ROOT, TEMPLATE_PATH, load_function_module
-from asyncgate_dev.lambda_runtime import LambdaContext, deliver_sqs_batch
+from asyncgate_dev.lambda_runtime import InvocationDied, InvocationKilled, LambdaContext, deliver_sqs_batch
 from asyncgate_dev.localfile import LocalConnection, remove_local_file, write_local_file
+from asyncgate_dev.motoserver import EmulatorProcess
 from asyncgate_dev.simprovider import SimProviderServer
 from asyncgate_dev.stepfunctions import start_state_machine_runner
 from asyncgate_dev.streams import start_stream_runners
@@ -178,10 +180,15 @@ class FunctionRuntime:
                     instance = str(self._created)
                 code_dir, module_name, _ = self._handler_parts()
                 module = load_function_module(code_dir, module_name, instance=instance)
+            died = False
             try:
                 yield module
+            except InvocationDied:
+                died = True  # Lambda replaces a sandbox that died: this copy serves nothing more
+                raise
             finally:
-                self._idle.put(module)
+                if not died:
+                    self._idle.put(module)
 
     def invoke(self, event: dict[str, Any], context: LambdaContext | None = None) -> Any:
         """Call the handler in a free container (waiting for one past the concurrency limit)."""
@@ -190,7 +197,10 @@ class FunctionRuntime:
             context = context or LambdaContext(
                 function_name=self.name, timeout_seconds=float(self.spec.timeout)
             )
-            return getattr(module, function)(event, context)
+            try:
+                return getattr(module, function)(event, context)
+            except InvocationKilled as killed:
+                raise InvocationDied(f"{self.name} died mid-invocation: {killed}") from None
 
     def warm(self) -> None:
         """Import the handler once now, so the first request does not pay the import (and a broken
@@ -210,10 +220,16 @@ class LocalStack:
     stopping: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _moto: Any = None
+    _emulator: EmulatorProcess | None = None
     _sim: SimProviderServer | None = None
     _http: ThreadingHTTPServer | None = None
     stack: Stack | None = None
     functions: dict[str, FunctionRuntime] = field(default_factory=dict)
+
+    @property
+    def sim(self) -> SimProviderServer:
+        assert self._sim is not None
+        return self._sim
 
     @property
     def sim_url(self) -> str:
@@ -229,16 +245,20 @@ class LocalStack:
     def start(self) -> LocalStack:
         # The port first: a busy port is the likeliest failure and should cost nothing to report.
         self._http = _bind(self.host, self.port, self)
+        # The emulator in a process of its own (asyncgate_dev.motoserver): the handlers get a core.
+        self._emulator = EmulatorProcess.spawn()
         from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy, only when the stack runs
 
         motofix.install()
         # Many requests at once in one process: each must see only its own event, as in Lambda.
         routerfix.install()
+        # Step Functions in this process: asyncgate_dev.stepfunctions records outcomes in moto's own objects.
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
         moto_host, moto_port = self._moto.get_host_and_port()
         use_dummy_aws_env()
-        os.environ["AWS_ENDPOINT_URL"] = f"http://{moto_host!s}:{moto_port}"
+        os.environ["AWS_ENDPOINT_URL"] = self._emulator.url()
+        os.environ["AWS_ENDPOINT_URL_SFN"] = f"http://{moto_host!s}:{moto_port}"
         self._sim = SimProviderServer().start()
 
         import boto3  # noqa: PLC0415 - after AWS_ENDPOINT_URL is set
@@ -295,11 +315,13 @@ class LocalStack:
         """Where `asyncgate admin --local` finds this stack: its table is the output a deployed stack
         names it by, too."""
         assert self.stack is not None
+        outputs = self.stack.outputs()
         return LocalConnection(
             api_url=self.url,
             aws_endpoint=self.aws_endpoint,
             region=os.environ["AWS_DEFAULT_REGION"],
-            table_name=self.stack.outputs()["ExecutionsTableName"],
+            table_name=outputs["ExecutionsTableName"],
+            poll_dlq_url=outputs["PollDeadLetterQueueUrl"],
         )
 
     def _export_environment(self) -> None:
@@ -438,6 +460,8 @@ class LocalStack:
             self._sim.stop()
         if self._moto is not None:
             self._moto.stop()
+        if self._emulator is not None:
+            self._emulator.stop()
 
 
 # What the local stack runs. Anything else in the template is refused at startup rather than silently

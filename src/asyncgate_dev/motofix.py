@@ -1,4 +1,4 @@
-"""Two places where moto's DynamoDB is less faithful than the code under test needs, fixed in place.
+"""Where moto's DynamoDB is less faithful, or slower, than the code under test needs, fixed in place.
 
 1. Atomicity. DynamoDB applies each conditional write and each transaction atomically; moto checks a
    condition and then writes, with nothing in between stopping another thread. Under concurrent requests
@@ -8,17 +8,27 @@
    it must roll back: O(table) per transaction, and a rollback swaps in a new table object, orphaning
    stream iterators. Here conditions are all checked first; only if every one holds are the writes
    applied, and only the touched items are kept for a rollback on an unexpected error.
+3. Parsing an update expression. moto parses an UpdateExpression twice per UpdateItem (the request's
+   checks, then the update) and once more per transaction item. A parsed expression is only read (the
+   update validates a deep copy of it), so each text is parsed once (the last 1024 kept).
 
-`install()` is idempotent; the local stack, the test suite and the benchmark call it.
+`install()` is idempotent; the local stack, the test suite and the benchmark call it. It installs the
+emulator's other fixes too: asyncgate_dev.motoquery (DynamoDB queries that read only what they can
+match), asyncgate_dev.motoserialize (attribute values written as they are), asyncgate_dev.motosqs (SQS
+queues indexed by message state) and asyncgate_dev.motodispatch (the server's backend found once per
+host).
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import importlib
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from asyncgate_dev import motodispatch, motoquery, motoserialize, motosqs
 
 _lock = threading.RLock()
 _MARK = "_asyncgate_fixed"
@@ -41,15 +51,32 @@ _SERIALIZED = (
 def install() -> None:
     from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415 - only where moto runs
 
+    # The parser's module is untyped (`# type: ignore` at its top).
+    expressions: Any = importlib.import_module("moto.dynamodb.parsing.expressions")
+
+    motosqs.install()
+    motoquery.install()
+    motoserialize.install()
+    motodispatch.install()
     with _lock:
         if getattr(DynamoDBBackend, _MARK, False):
             return
 
         DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign,assignment]
+        parser = expressions.UpdateExpressionParser
+        parser.make = classmethod(_parsed_once(parser.make.__func__))
         for name in _SERIALIZED:
             original = getattr(DynamoDBBackend, name)
             setattr(DynamoDBBackend, name, _serialized(original))
         setattr(DynamoDBBackend, _MARK, True)
+
+
+def _parsed_once(make: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    @functools.lru_cache(maxsize=1024)
+    def parsed(cls: Any, expression: str) -> Any:
+        return make(cls, expression)
+
+    return parsed
 
 
 def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -156,3 +183,4 @@ def _restore(backend: Any, table_name: str, key: dict[str, Any], before: Any) ->
         bucket.pop(slot, None)
     else:
         bucket[slot] = before
+    motoquery.reindex(table, hash_value, range_value)

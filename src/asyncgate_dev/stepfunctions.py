@@ -2,14 +2,16 @@
 
 `Interpreter` runs one execution of a definition (Amazon States Language, JSONPath query language) whose
 Lambda tasks call an `invoke(logical_id, payload)` callable, i.e. the in-process handlers. Supported:
-Task (a Lambda function ARN, or `arn:aws:states:::lambda:invoke` with FunctionName/Payload; Retry, Catch,
+Task (a Lambda function ARN, or `arn:aws:states:::lambda:invoke` with FunctionName/Payload, or
+`arn:aws:states:::dynamodb:updateItem` called through boto3, i.e. the emulator; Retry, Catch,
 TimeoutSeconds), Wait (Seconds, SecondsPath, Timestamp, TimestampPath), Choice (every comparison
 operator, And/Or/Not), Pass, Succeed and Fail; InputPath, Parameters (`.$` keys, `$$` context object),
 ResultSelector, ResultPath and OutputPath with the JSONPath forms `$`, `$.a.b`, `$.a[0]` and `$['a']`.
 The intrinsic functions States.MathAdd, States.MathRandom, States.Format, States.StringToJson,
-States.JsonToString, States.Array and States.UUID are evaluated in `.$` values. Anything else (Map,
-Parallel, other service integrations, other intrinsics, JSONata, variables) is refused by
-`check_definition` with an error naming it, before an execution starts.
+States.JsonToString, States.Array, States.ArrayGetItem and States.UUID are evaluated in `.$` values,
+nested in one another as in Step Functions. Anything else (Map, Parallel, other service integrations,
+other intrinsics, JSONata, variables) is refused by `check_definition` with an error naming it, before
+an execution starts.
 
 `--time-scale` multiplies every scheduled wait: Wait states, Retry intervals and the execution's
 TimeoutSeconds (it bounds those waits). A task's own TimeoutSeconds is real handler time and not scaled.
@@ -25,6 +27,7 @@ process the outcome is kept by the runner only (`outcome`, `wait`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -40,9 +43,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from asyncgate_dev.template import Stack, StateMachineSpec, TemplateError
 
 __all__ = [
+    "DYNAMODB_UPDATE_ITEM",
     "LAMBDA_INVOKE",
     "ExecutionOutcome",
     "ExecutionStopped",
@@ -58,9 +64,12 @@ __all__ = [
 ]
 
 log = logging.getLogger("asyncgate.dev.stepfunctions")
+# Listings of the running executions begun again after an expired page token before giving up this poll.
+LISTING_ATTEMPTS = 3
 
 Invoke = Callable[[str, Any], Any]
 LAMBDA_INVOKE: Final = "arn:aws:states:::lambda:invoke"
+DYNAMODB_UPDATE_ITEM: Final = "arn:aws:states:::dynamodb:updateItem"
 _LAMBDA_ARN: Final = re.compile(r"^arn:aws[a-z-]*:lambda:[^:]*:[^:]*:function:([^:]+)(?::[^:]+)?$")
 _PATH_SEGMENT: Final = re.compile(r"\.([^.\[\]'\"*?@()$\s]+)|\[(\d+)\]|\['([^']*)'\]")
 _MISSING: Final = object()
@@ -95,6 +104,57 @@ class ExecutionOutcome:
     output: Any = None
     error: str | None = None
     cause: str | None = None
+
+
+@dataclass(frozen=True)
+class _ServiceTask:
+    """An AWS SDK service integration: the boto3 client and method it calls with the task's Parameters."""
+
+    service: str
+    method: str
+    # Step Functions names the service's errors `<error_prefix>.<error code>`.
+    error_prefix: str
+    required: frozenset[str]
+    optional: frozenset[str]
+
+
+_SERVICE_TASKS: Final[Mapping[str, _ServiceTask]] = {
+    DYNAMODB_UPDATE_ITEM: _ServiceTask(
+        "dynamodb",
+        "update_item",
+        "DynamoDB",
+        required=frozenset({"TableName", "Key"}),
+        optional=frozenset(
+            {
+                "UpdateExpression",
+                "ConditionExpression",
+                "ExpressionAttributeNames",
+                "ExpressionAttributeValues",
+                "ReturnValues",
+                "ReturnValuesOnConditionCheckFailure",
+                "ReturnConsumedCapacity",
+                "ReturnItemCollectionMetrics",
+            }
+        ),
+    ),
+}
+
+
+class _Clients:
+    """boto3 clients by service, made on first use (after the local stack has set AWS_ENDPOINT_URL)
+    and one at a time: boto3's default session is not safe to make clients from concurrently."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: dict[str, Any] = {}
+
+    def __call__(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._made:
+                import boto3  # noqa: PLC0415 - the endpoint comes from the environment at first use
+
+                self._made[service] = boto3.client(service)  # type: ignore[call-overload]
+            return self._made[service]
 
 
 # --------------------------------------------------------------------------------------------- JSONPath
@@ -231,6 +291,16 @@ def _math_integers(name: str, *args: Any) -> list[int]:
     return list(args)
 
 
+def _array_get_item(array: Any, index: Any) -> Any:
+    if not isinstance(array, list) or not isinstance(index, int) or isinstance(index, bool):
+        raise StatesError(
+            "States.IntrinsicFailure", "States.ArrayGetItem needs an array and an integer index"
+        )
+    if not 0 <= index < len(array):
+        raise StatesError("States.IntrinsicFailure", f"States.ArrayGetItem: index {index} is out of range")
+    return array[index]
+
+
 def _math_random(start: Any, end: Any, seed: Any = None) -> int:
     low, high = _math_integers("States.MathRandom", start, end)
     # The range's end is exclusive, as in Step Functions.
@@ -244,6 +314,7 @@ _INTRINSICS: Final[Mapping[str, Callable[..., Any]]] = {
     "States.StringToJson": lambda text: json.loads(text),
     "States.JsonToString": lambda value: json.dumps(value, separators=(",", ":")),
     "States.Array": lambda *items: list(items),
+    "States.ArrayGetItem": _array_get_item,
     "States.UUID": lambda: str(uuid.uuid4()),
 }
 
@@ -453,9 +524,21 @@ def _check_task(state: dict[str, Any], where: str, target: Callable[[Any, str], 
             raise UnsupportedDefinitionError(
                 f"{where}: lambda:invoke parameter(s) {sorted(unknown)} not supported"
             )
+    elif isinstance(resource, str) and resource in _SERVICE_TASKS:
+        spec = _SERVICE_TASKS[resource]
+        parameters = state.get("Parameters")
+        given = {key.removesuffix(".$") for key in parameters} if isinstance(parameters, dict) else set()
+        if not spec.required <= given:
+            raise UnsupportedDefinitionError(f"{where}: {resource} needs Parameters {sorted(spec.required)}")
+        unknown = given - spec.required - spec.optional
+        if unknown:
+            raise UnsupportedDefinitionError(
+                f"{where}: {resource} parameter(s) {sorted(unknown)} not supported"
+            )
     elif not (isinstance(resource, str) and _LAMBDA_ARN.match(resource)):
         raise UnsupportedDefinitionError(
-            f"{where}: Resource {resource!r} is not supported (a Lambda function ARN or {LAMBDA_INVOKE})"
+            f"{where}: Resource {resource!r} is not supported (a Lambda function ARN, {LAMBDA_INVOKE} or "
+            f"{', '.join(_SERVICE_TASKS)})"
         )
     for key, fields in (("Retry", _RETRIER_FIELDS), ("Catch", _CATCHER_FIELDS)):
         entries = state.get(key, [])
@@ -506,7 +589,9 @@ class Interpreter:
     """Runs executions of one ASL definition; Lambda tasks call `invoke(function_id(resource), payload)`.
 
     `function_id` maps a function ARN or name to the id `invoke` takes (default: the function name).
-    Setting `stop` makes a running execution end promptly (ExecutionStopped / ABORTED), even mid-wait.
+    `aws_client(service)` gives the boto3 client a service integration calls (default: boto3's, made at
+    first use). Setting `stop` makes a running execution end promptly (ExecutionStopped / ABORTED), even
+    mid-wait.
     """
 
     def __init__(
@@ -518,6 +603,7 @@ class Interpreter:
         time_scale: float = 1.0,
         stop: threading.Event | None = None,
         state_machine_arn: str = "",
+        aws_client: Callable[[str], Any] | None = None,
     ) -> None:
         if not time_scale > 0:
             raise ValueError("time_scale must be greater than 0")
@@ -525,6 +611,7 @@ class Interpreter:
         self.definition = definition
         self.invoke = invoke
         self.function_id = function_id
+        self.aws_client = aws_client or _Clients()
         self.time_scale = time_scale
         self.stop = stop or threading.Event()
         self.state_machine_arn = state_machine_arn
@@ -775,6 +862,8 @@ class _Execution:
         return delay
 
     def _task_result(self, state: Mapping[str, Any], effective: Any) -> Any:
+        if state["Resource"] in _SERVICE_TASKS:
+            return self._service_result(_SERVICE_TASKS[state["Resource"]], effective)
         optimized = state["Resource"] == LAMBDA_INVOKE
         if optimized:
             if not isinstance(effective, dict) or not isinstance(effective.get("FunctionName"), str):
@@ -785,6 +874,21 @@ class _Execution:
         result = self._call(self.machine.function_id(function), payload, state.get("TimeoutSeconds"))
         # The optimized integration answers with Lambda's Invoke response, the plain ARN with the payload.
         return {"ExecutedVersion": "$LATEST", "Payload": result, "StatusCode": 200} if optimized else result
+
+    def _service_result(self, spec: _ServiceTask, parameters: Any) -> Any:
+        """The API call's answer (without its ResponseMetadata), as Step Functions hands it on."""
+        client = self.machine.aws_client(spec.service)
+        try:
+            answer = getattr(client, spec.method)(**parameters)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code") or "Exception"
+            raise StatesError(f"{spec.error_prefix}.{code}", str(error), task_failed=True) from None
+        except BotoCoreError as error:
+            raise StatesError(
+                f"{spec.error_prefix}.SdkClientException", str(error), task_failed=True
+            ) from None
+        answer.pop("ResponseMetadata", None)
+        return json.loads(json.dumps(answer, default=str))
 
     def _call(self, function: str, payload: Any, timeout: Any) -> Any:
         """Invoke in a helper thread, so a stop or the task's TimeoutSeconds need not wait for the handler."""
@@ -947,8 +1051,18 @@ class StateMachineRunner:
             return set(self._active)
 
     def _running(self, machine_arn: str) -> list[str]:
+        """Every RUNNING execution. moto's page token names the next execution, and refuses itself
+        (InvalidToken) once that one has ended: the listing then starts again, as a client of Step
+        Functions retries an expired token."""
+        for _ in range(LISTING_ATTEMPTS - 1):
+            with contextlib.suppress(self.client.exceptions.InvalidToken):
+                return self._list_running(machine_arn)
+        return self._list_running(machine_arn)
+
+    def _list_running(self, machine_arn: str) -> list[str]:
         arns: list[str] = []
         request: dict[str, Any] = {"stateMachineArn": machine_arn, "statusFilter": "RUNNING"}
+        request["maxResults"] = 1000
         while True:
             page = self.client.list_executions(**request)
             arns.extend(execution["executionArn"] for execution in page["executions"])

@@ -1,5 +1,6 @@
 """A template's state machine on a moto server: StartExecution through plain boto3 runs the definition
-file, its Lambda task calling the stack's function (here a recording fake)."""
+file, its Lambda task calling the stack's function (here a recording fake) and its dynamodb:updateItem
+task writing to the stack's table on the emulator."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from moto.server import ThreadedMotoServer
 
 from asyncgate_dev.awsenv import use_dummy_aws_env
@@ -182,6 +184,13 @@ def test_further_executions_run_too_with_retries_and_failures(
     rejected = client.describe_execution(executionArn=arns[2])
     assert (rejected["status"], rejected["error"]) == ("FAILED", "Webhook.Rejected")
 
+    # The undeliverable one was counted in the stack's table (dynamodb:updateItem), the others not.
+    table = stack.ref("FailuresTable")
+    items = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    assert items == [
+        {"pk": {"S": "https://down.example"}, "failures": {"N": "1"}, "lastError": {"S": "DeliveryError"}}
+    ]
+
 
 def test_stop_execution_ends_a_waiting_execution(stack: Stack, runner: StateMachineRunner) -> None:
     client = boto3.client("stepfunctions")
@@ -200,3 +209,23 @@ def test_unsupported_definitions_are_refused_at_startup(stack: Stack) -> None:
     broken = type(machine)(machine.logical_id, machine.arn, {**machine.definition, "StartAt": "Nope"})
     with pytest.raises(TemplateError, match="DeliveryStateMachine: StartAt 'Nope'"):
         StateMachineRunner(boto3.client("stepfunctions"), [broken], lambda function, payload: None)
+
+
+def test_a_listing_whose_page_token_expired_starts_again(stack: Stack) -> None:
+    """moto refuses a page token once the execution it names has ended (InvalidToken): the runner lists
+    again rather than skip a poll (or stop executions it did not see)."""
+    (machine,) = stack.state_machines()
+    client = boto3.client("stepfunctions")
+    runner = StateMachineRunner(client, [machine], lambda function, payload: None)
+    running: list[dict[str, Any]] = [
+        {"executionArn": f"{machine.arn}:{n}", "stateMachineArn": machine.arn, "name": f"e{n}"}
+        for n in range(3)
+    ]
+    for execution in running:
+        execution.update(status="RUNNING", startDate=time.time())
+    with Stubber(client) as stubber:
+        stubber.add_response("list_executions", {"executions": running[:1], "nextToken": "t1"})
+        stubber.add_client_error("list_executions", service_error_code="InvalidToken", http_status_code=400)
+        stubber.add_response("list_executions", {"executions": running[1:]})
+        assert runner._running(machine.arn) == [execution["executionArn"] for execution in running[1:]]
+        stubber.assert_no_pending_responses()

@@ -162,11 +162,11 @@ class PollingProvider:
     ) -> ProviderJob:
         raise AssertionError("submit not expected")
 
-    def poll(self, provider_request_id: str) -> PollResult:
+    def poll(self, job_ref: str) -> PollResult:
         raise AssertionError("poll not expected")
 
-    def cancel(self, provider_request_id: str) -> None:
+    def cancel(self, job_ref: str) -> None:
         raise AssertionError("cancel not expected")
 
-    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+    def verify_callback(self, request: CallbackRequest, *, job_ref: str, now: datetime) -> None:
         raise CallbackRejected(f"{self.name} takes no callbacks")

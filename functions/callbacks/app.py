@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response
 
-from asyncgate.api.http import build_resolver, http_handler, json_response, parse_query, raw_body
+from asyncgate import budget
+from asyncgate.api.http import (
+    build_resolver,
+    http_handler,
+    json_response,
+    parse_query,
+    raw_body,
+    remaining_seconds,
+)
 from asyncgate.api.models import CallbackAnswer, CallbackQuery
 from asyncgate.providers.base import CallbackRequest
 from asyncgate.services.callbacks import receive_callback
@@ -28,13 +36,11 @@ def provider_callback(provider: str, executionId: str) -> Response[str]:
         headers={name.lower(): value for name, value in (event.headers or {}).items()},
         body=raw_body(app, CALLBACK_BODY_LIMIT),
     )
-    receive_callback(
-        default_deps(),
-        provider=provider,
-        execution_id=executionId,
-        token=query.token,
-        request=request,
-    )
+    # Fetching a provider's signing key must end in time for the 200 or the 401.
+    with budget.within(remaining_seconds(app)):
+        receive_callback(
+            default_deps(), provider=provider, execution_id=executionId, token=query.token, request=request
+        )
     return json_response(200, CallbackAnswer(received=True))
 
 

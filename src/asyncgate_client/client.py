@@ -110,6 +110,8 @@ class Client:
     (an earlier try of the same submit still in flight), with exponential backoff from `backoff`
     seconds, or after the answer's Retry-After when it has one. Cancel and the webhook endpoint writes
     are sent once: repeating them is not safe.
+
+    `clock` (monotonic seconds) and `sleep` time the waits between requests; a test passes its own.
     """
 
     def __init__(
@@ -121,8 +123,12 @@ class Client:
         session: requests.Session | None = None,
         max_retries: int = 3,
         backoff: float = 0.5,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._clock = clock or time.monotonic
+        self._sleep = sleep or time.sleep
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff = backoff
@@ -189,14 +195,14 @@ class Client:
         `on_change` gets the first state seen and every later change of status or progress. Raises
         TimeoutError when `timeout` seconds pass first.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else self._clock() + timeout
         seen: tuple[Status, float | None] | None = None
         while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
+            remaining = None if deadline is None else deadline - self._clock()
             wait_seconds = (
                 LONG_POLL_SECONDS if remaining is None else max(0, min(LONG_POLL_SECONDS, int(remaining)))
             )
-            asked_at = time.monotonic()
+            asked_at = self._clock()
             execution, retry_after = self._get_execution(execution_id, wait_seconds)
             if (execution.status, execution.progress) != seen:
                 seen = (execution.status, execution.progress)
@@ -204,7 +210,7 @@ class Client:
                     on_change(execution)
             if execution.status.terminal:
                 return execution
-            now = time.monotonic()
+            now = self._clock()
             if deadline is not None and now >= deadline:
                 raise TimeoutError(f"execution {execution_id} is still {execution.status} after {timeout} s")
             # Retry-After is the least gap between two polls: an answer that came back at once (a change,
@@ -213,7 +219,7 @@ class Client:
             if deadline is not None:
                 gap = min(gap, deadline - now)
             if gap > 0:
-                time.sleep(gap)
+                self._sleep(gap)
 
     def cancel(self, execution_id: str) -> CancelAnswer:
         response = self._request("POST", _execution_path(execution_id) + "/cancel")
@@ -317,11 +323,11 @@ class Client:
                 # The server's own hint, when it gives one, over our backoff.
                 hinted = _retry_after(response.headers)
                 if hinted is not None:
-                    time.sleep(min(hinted, 60.0))
+                    self._sleep(min(hinted, 60.0))
                     attempt += 1
                     continue
             # Jitter keeps many clients that failed together from retrying together.
-            time.sleep(self.backoff * 2**attempt * random.uniform(0.75, 1.25))  # noqa: S311
+            self._sleep(self.backoff * 2**attempt * random.uniform(0.75, 1.25))  # noqa: S311
             attempt += 1
 
 

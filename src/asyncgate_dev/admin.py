@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 from botocore.config import Config
@@ -25,8 +25,10 @@ from rich.table import Table
 from asyncgate.domain.accounts import Account, LedgerEntry, is_tenant_id, ledger_totals
 from asyncgate.domain.clock import format_ts, utcnow
 from asyncgate.services import tenants
+from asyncgate.services.dead_ticks import DeadTick, list_dead_ticks, redrive_dead_ticks
 from asyncgate.settings import Settings
 from asyncgate.store.accounts import AccountStore, BalanceTooLow, TenantNotFound
+from asyncgate.store.executions import ExecutionStore
 from asyncgate.store.keys import ALL_SCOPES, ApiKeyInfo, ApiKeyStore, Scope
 from asyncgate.store.webhooks import WebhookStore
 from asyncgate_dev.awsenv import DUMMY_AWS_ENV
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 TABLE_ENV = "ASYNCGATE_TABLE"
+DLQ_ENV = "ASYNCGATE_POLL_DLQ_URL"
 # An operator waits a little longer than a Lambda function would (a whole ledger is read in pages).
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=10)
 # How long a warm API container keeps trusting a key it resolved: the layer's default, which the
@@ -64,15 +67,31 @@ def table_deps(client: DynamoDBClient, table: str) -> TableStores:
     return TableStores(AccountStore(client, table), ApiKeyStore(client, table), WebhookStore(client, table))
 
 
-def connect(args: argparse.Namespace) -> TableStores:
-    """The chosen table: the local stack's (`--local`) or a deployed one's."""
+@dataclass(frozen=True)
+class Target:
+    """Where the admin works: a session on the stack's account (or the emulator's), its table, and its
+    poll dead-letter queue when one is named."""
+
+    session: boto3.session.Session
+    endpoint_url: str | None
+    table: str
+    dlq_url: str | None
+
+    def client(self, service: Literal["dynamodb", "sqs"]) -> Any:
+        return self.session.client(service, endpoint_url=self.endpoint_url, config=_CONFIG)
+
+
+def target(args: argparse.Namespace) -> Target:
+    """The chosen stack: the local stack's (`--local`) or a deployed one's."""
     region: str | None = getattr(args, "region", None)
     endpoint_url: str | None = getattr(args, "endpoint_url", None)
     table: str | None = getattr(args, "table", None)
+    dlq_url: str | None = getattr(args, "dlq_url", None)
     if getattr(args, "local", False):
-        if table or region or endpoint_url:
+        if table or region or endpoint_url or dlq_url:
             raise AdminError(
-                "INVALID_ARGUMENT", "--local takes the table, region and endpoint from the local stack"
+                "INVALID_ARGUMENT",
+                "--local takes the table, queues, region and endpoint from the local stack",
             )
         try:
             local = read_local_file()
@@ -84,9 +103,7 @@ def connect(args: argparse.Namespace) -> TableStores:
             aws_secret_access_key=DUMMY_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
             region_name=local.region,
         )
-        return table_deps(
-            session.client("dynamodb", endpoint_url=local.aws_endpoint, config=_CONFIG), local.table_name
-        )
+        return Target(session, local.aws_endpoint, local.table_name, local.poll_dlq_url)
     table = table or os.environ.get(TABLE_ENV)
     if not table:
         raise AdminError(
@@ -95,10 +112,15 @@ def connect(args: argparse.Namespace) -> TableStores:
             "or --local for the local stack",
         )
     # endpoint_url None: boto3 reads AWS_ENDPOINT_URL itself.
-    client = boto3.session.Session(region_name=region).client(
-        "dynamodb", endpoint_url=endpoint_url, config=_CONFIG
+    return Target(
+        boto3.session.Session(region_name=region), endpoint_url, table, dlq_url or os.environ.get(DLQ_ENV)
     )
-    return table_deps(client, table)
+
+
+def connect(args: argparse.Namespace) -> TableStores:
+    """The chosen table's stores."""
+    chosen = target(args)
+    return table_deps(chosen.client("dynamodb"), chosen.table)
 
 
 def run_admin(args: argparse.Namespace, out: Output) -> int:
@@ -108,7 +130,11 @@ def run_admin(args: argparse.Namespace, out: Output) -> int:
             raise AdminError(
                 "INVALID_TENANT_ID", f"{tenant!r}: use 1-63 of a-z, 0-9, '-' and '_', starting alphanumeric"
             )
-        ACTIONS[args.admin_action](connect(args), args, out)
+        action = args.admin_action
+        if action in QUEUE_ACTIONS:
+            QUEUE_ACTIONS[action](target(args), args, out)
+        else:
+            ACTIONS[action](connect(args), args, out)
     except (AdminError, TenantNotFound, BalanceTooLow, ValueError, ClientError, BotoCoreError) as error:
         failure = _admin_error(error, args)
         out.error(f"asyncgate: {failure.code}: {failure}")
@@ -227,8 +253,7 @@ def _queue_limit_set(deps: TableStores, args: argparse.Namespace, out: Output) -
 
 
 def _ledger(deps: TableStores, args: argparse.Namespace, out: Output) -> None:
-    if args.limit < 1:
-        raise AdminError("INVALID_ARGUMENT", "--limit must be at least 1")
+    _check_limit(args)
     account = tenants.require_account(deps, args.tenant)
     # All of it: the totals must explain the whole balance, whatever --limit shows.
     entries = tenants.ledger(deps, args.tenant)
@@ -284,6 +309,59 @@ ACTIONS: dict[str, Callable[[TableStores, argparse.Namespace, Output], None]] = 
     "credits add": _credits_add,
     "queue-limit set": _queue_limit_set,
     "ledger": _ledger,
+}
+
+
+def _check_limit(args: argparse.Namespace) -> None:
+    if args.limit < 1:
+        raise AdminError("INVALID_ARGUMENT", "--limit must be at least 1")
+
+
+def _dlq_url(chosen: Target) -> str:
+    if chosen.dlq_url is None:
+        raise AdminError(
+            "NO_DLQ",
+            f"which dead-letter queue? --dlq-url URL or env {DLQ_ENV} (the stack's output "
+            "PollDeadLetterQueueUrl), or --local for the local stack",
+        )
+    return chosen.dlq_url
+
+
+def _dlq_list(chosen: Target, args: argparse.Namespace, out: Output) -> None:
+    _check_limit(args)
+    executions = ExecutionStore(chosen.client("dynamodb"), chosen.table)
+    dead = list_dead_ticks(chosen.client("sqs"), _dlq_url(chosen), executions, limit=args.limit)
+    if out.as_json:
+        out.json({"items": [_dead_wire(tick) for tick in dead]})
+        return
+    if not dead:
+        out.line("the poll dead-letter queue is empty")
+        return
+    table = Table("EXECUTION", "STATUS NOW", "TICK", "RECEIVES", "SENT", box=None)
+    for tick in dead:
+        table.add_row(
+            tick.execution_id or f"(not a tick: message {tick.message_id})",
+            tick.status or "gone",
+            "current" if tick.current else "stale",
+            str(tick.receives),
+            display_time(tick.sent_at),
+        )
+    out.console.print(table)
+    out.line("a stale tick is safe to drop or redrive: its execution moved on under a newer tick")
+
+
+def _dlq_redrive(chosen: Target, args: argparse.Namespace, out: Output) -> None:
+    _check_limit(args)
+    moved = redrive_dead_ticks(chosen.client("sqs"), _dlq_url(chosen), limit=args.limit)
+    if out.as_json:
+        out.json({"redriven": moved})
+    else:
+        out.line(f"sent {moved} dead ticks back to the poll queue")
+
+
+QUEUE_ACTIONS: dict[str, Callable[[Target, argparse.Namespace, Output], None]] = {
+    "dlq list": _dlq_list,
+    "dlq redrive": _dlq_redrive,
 }
 
 
@@ -364,6 +442,19 @@ def _entry_wire(entry: LedgerEntry) -> dict[str, Any]:
         "charged": entry.charged,
         "executionId": entry.execution_id,
         "note": entry.note,
+    }
+
+
+def _dead_wire(tick: DeadTick) -> dict[str, Any]:
+    return {
+        "messageId": tick.message_id,
+        "executionId": tick.execution_id,
+        "tickId": tick.tick_id,
+        "dueAt": _wire_time(tick.due_at),
+        "receives": tick.receives,
+        "sentAt": format_ts(tick.sent_at),
+        "status": tick.status,
+        "current": tick.current,
     }
 
 

@@ -204,10 +204,19 @@ def _add_admin(commands: Any, common: argparse.ArgumentParser) -> None:
         help="another DynamoDB endpoint (env AWS_ENDPOINT_URL)",
     )
     target.add_argument(
+        "--dlq-url",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help="the poll queue's dead-letter queue, the stack's output PollDeadLetterQueueUrl "
+        "(env ASYNCGATE_POLL_DLQ_URL)",
+    )
+    target.add_argument(
         "--local", action="store_true", default=argparse.SUPPRESS, help="the running local stack (make dev)"
     )
     parents = [common, target]
-    admin = commands.add_parser("admin", parents=parents, help="tenants, API keys, credits, queue limits")
+    admin = commands.add_parser(
+        "admin", parents=parents, help="tenants, API keys, credits, queue limits, dead poll ticks"
+    )
     objects = admin.add_subparsers(dest="admin_object", required=True, metavar="OBJECT")
 
     def group(name: str, text: str) -> Any:
@@ -250,6 +259,12 @@ def _add_admin(commands: Any, common: argparse.ArgumentParser) -> None:
     ledger = command(objects, "ledger", "ledger", "a tenant's credit movements, newest first")
     ledger.add_argument("tenant", metavar="TENANT")
     ledger.add_argument("--limit", type=int, default=20, metavar="N", help="entries shown (default 20)")
+
+    dlq = group("dlq", "the poll queue's dead-letter queue: ticks that failed five times")
+    listed = command(dlq, "list", "dlq list", "the dead ticks, each with its execution's state now")
+    listed.add_argument("--limit", type=int, default=100, metavar="N", help="ticks shown (default 100)")
+    redrive = command(dlq, "redrive", "dlq redrive", "send dead ticks back to the poll queue, due at once")
+    redrive.add_argument("--limit", type=int, default=1000, metavar="N", help="ticks moved (default 1000)")
 
 
 def _dev(args: argparse.Namespace) -> int:

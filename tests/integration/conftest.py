@@ -14,6 +14,7 @@ from asyncgate.services.deps import default_deps
 from asyncgate.services.tenants import create_tenant, issue_key
 from asyncgate.settings import get_settings
 from asyncgate.store.keys import ALL_SCOPES, Scope
+from asyncgate_dev.receiver import WebhookReceiver
 from asyncgate_dev.simprovider import SimProviderServer
 from tests.integration.driver import KEY_A, KEY_A_READ_ONLY, KEY_B, TENANT_CREDITS, Gateway
 
@@ -53,3 +54,13 @@ def gateway(
     poll_tick_timeout = aws_stack.functions()["PollTickFunction"].timeout
     yield Gateway(boto3.client("sqs"), settings.poll_queue_url, poll_tick_timeout)
     forget_container_state()
+
+
+@pytest.fixture
+def provider_side(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookReceiver]:
+    """Where the simulated provider's callbacks land: the API's public URL, as the provider sees it."""
+    with WebhookReceiver() as receiver:
+        monkeypatch.setenv("PUBLIC_URL", receiver.url.removesuffix("/hook"))
+        monkeypatch.setenv("PROVIDER_CALLBACKS", "on")
+        forget_container_state()
+        yield receiver

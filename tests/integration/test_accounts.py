@@ -31,7 +31,7 @@ from asyncgate.store.keys import ALL_SCOPES, Principal, Scope
 from tests.integration.driver import KEY_A, KEY_A_READ_ONLY, TENANT_CREDITS, Gateway
 
 PRICE = 10  # sim-video's price in the catalog
-IMAGE_PRICE = 2  # sim-image's
+IMAGE_PRICE = 2  # sim-image's, per output (one unless its input asks for more)
 LONG_JOB = {"durationSeconds": 600}
 
 
@@ -171,6 +171,34 @@ def test_insufficient_credits_is_402_and_nothing_is_written(gateway: Gateway) ->
     assert _account(gateway, key)["credits"] == 0
 
 
+def test_a_price_by_input_reserves_and_settles_the_price_of_that_input(gateway: Gateway) -> None:
+    """sim-image costs IMAGE_PRICE per output: three outputs hold three times its listed price."""
+    accepted = gateway.submit(model="sim-image", sim={"durationSeconds": 0.2, "outputs": 3})
+    assert accepted.status == 202, accepted.body
+    held = _account(gateway)
+    assert (held["credits"], held["reservedCredits"]) == (TENANT_CREDITS - 3 * IMAGE_PRICE, 3 * IMAGE_PRICE)
+    done = gateway.run_to_end(accepted.json()["executionId"])
+    assert done["status"] == "succeeded"
+    assert len(done["result"]["outputs"]) == 3
+    assert done["cost"] == {"credits": 3 * IMAGE_PRICE}
+    after = _account(gateway)
+    assert (after["credits"], after["reservedCredits"]) == (TENANT_CREDITS - 3 * IMAGE_PRICE, 0)
+    _assert_ledger_explains("tenant-a")
+
+
+def test_402_names_the_price_of_the_input_when_only_the_listed_price_would_fit(gateway: Gateway) -> None:
+    key = _tenant("frugal", credits=5)
+    refused = gateway.submit(model="sim-image", key=key, sim={"outputs": 3})
+    assert refused.status == 402
+    assert refused.json()["error"]["code"] == "INSUFFICIENT_CREDITS"
+    assert refused.json()["error"]["details"] == {"required": 3 * IMAGE_PRICE, "available": 5}
+    account = _account(gateway, key)
+    assert (account["credits"], account["reservedCredits"], account["liveExecutions"]) == (5, 0, 0)
+    assert gateway.submit(model="sim-image", key=key, sim={"outputs": 2}).status == 202
+    assert _account(gateway, key)["reservedCredits"] == 2 * IMAGE_PRICE
+    _assert_ledger_explains("frugal")
+
+
 def test_the_queue_limit_answers_429_with_retry_after_until_a_slot_frees(gateway: Gateway) -> None:
     key = _tenant("small", queue_limit=2)
     first = gateway.submit(model="sim-image", key=key).json()["executionId"]
@@ -216,8 +244,9 @@ def test_parallel_submits_stop_exactly_at_the_limit(
 
 
 def test_a_terminal_transition_applied_twice_charges_once(gateway: Gateway) -> None:
-    """A duplicate tick (or a retried write) carries the version it read: the second write of the same
-    transition loses, and with it the account's half of the transaction."""
+    """A duplicate tick carries the version it read: its write of the same transition loses, and with it
+    the account's half of the transaction. The very same write sent again (a retry whose first answer
+    was lost) is recognised as already done: it writes nothing either."""
     deps = default_deps()
     execution_id = gateway.submit(sim=LONG_JOB).json()["executionId"]
     running = deps.executions.get(execution_id)
@@ -225,8 +254,12 @@ def test_a_terminal_transition_applied_twice_charges_once(gateway: Gateway) -> N
     now = deps.clock()
     succeeded = advance(running, Event.PROVIDER_SUCCEEDED, now=now, retention=deps.retention)
     deps.executions.update(running, succeeded)
+    deps.executions.update(running, succeeded)  # the same write again: already done, nothing more
+    duplicate = advance(
+        running, Event.PROVIDER_SUCCEEDED, now=now + timedelta(seconds=1), retention=deps.retention
+    )
     with pytest.raises(StaleWrite):
-        deps.executions.update(running, succeeded)
+        deps.executions.update(running, duplicate)
     failed = advance(running, Event.PROVIDER_FAILED, now=now, retention=deps.retention)
     with pytest.raises(StaleWrite):
         deps.executions.update(running, failed)

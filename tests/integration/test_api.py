@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from asyncgate.services import executions as executions_service
 from asyncgate.services.deps import default_deps
+from asyncgate.services.executions import LONG_POLL_INTERVAL_SECONDS
+from asyncgate.services.lifecycle import commit, step
 from asyncgate.services.tenants import create_tenant, issue_key
 from asyncgate.store.keys import ALL_SCOPES
 from asyncgate_dev.apigw import read_response
@@ -51,7 +55,7 @@ def test_a_key_without_the_scope_is_403(gateway: Gateway) -> None:
 def test_models_lists_the_catalog(gateway: Gateway) -> None:
     answer = gateway.call("models")
     # Whole numbers are written as the contract writes them, not as 20.0.
-    assert b'"expectedDurationSeconds":20,"maxDurationSeconds":600,"price":{"credits":10}' in answer.body
+    assert b'"expectedDurationSeconds":20,"maxDurationSeconds":600,"price":{"credits":10,' in answer.body
     items = {item["model"]: item for item in answer.json()["items"]}
     assert items["sim-video"].pop("inputSchema") == default_deps().spec("sim-video").input_schema
     assert items["sim-video"] == {
@@ -61,7 +65,7 @@ def test_models_lists_the_catalog(gateway: Gateway) -> None:
         "cancel": True,
         "expectedDurationSeconds": 20,
         "maxDurationSeconds": 600,
-        "price": {"credits": 10},
+        "price": {"credits": 10, "base": 10, "perInput": []},
     }
     assert items["sim-chat"]["async"] is False
 
@@ -210,33 +214,67 @@ def test_bad_wait_seconds_are_422(gateway: Gateway, query: str) -> None:
     assert answer.status == 422
 
 
-def test_long_poll_returns_when_the_execution_changes(gateway: Gateway) -> None:
-    execution_id = gateway.submit(sim={"durationSeconds": 1}).json()["executionId"]
-    ticking = threading.Thread(target=gateway.run_to_end, args=(execution_id,))
-    started = time.monotonic()
-    ticking.start()
+@dataclass
+class LongPollClock:
+    """The long poll's monotonic clock and sleep, virtual: each pause is recorded and moves the clock
+    on, then `on_pause(count)` lets the world move while the request waits."""
+
+    now: float = field(default_factory=time.monotonic)
+    pauses: list[float] = field(default_factory=list)
+    on_pause: Callable[[int], None] = lambda count: None
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+        self.on_pause(len(self.pauses))
+
+
+@pytest.fixture
+def long_poll_clock(monkeypatch: pytest.MonkeyPatch) -> LongPollClock:
+    clock = LongPollClock()
+    monkeypatch.setattr(executions_service, "time", clock)
+    return clock
+
+
+def test_long_poll_returns_when_the_execution_changes(
+    gateway: Gateway, long_poll_clock: LongPollClock
+) -> None:
+    deps = default_deps()
+    execution_id = gateway.submit(sim={"durationSeconds": 30}).json()["executionId"]
+
+    def poll_during_third_pause(count: int) -> None:
+        if count == 3:  # a poll tick records the job's progress while the request waits
+            running = deps.executions.get(execution_id)
+            assert running is not None
+            now = deps.clock()
+            commit(deps, running, step(deps, running, deps.spec(running.model), now=now), now=now)
+
+    long_poll_clock.on_pause = poll_during_third_pause
     answer = gateway.call("status", execution_id=execution_id, query="waitSeconds=15")
-    elapsed = time.monotonic() - started
-    ticking.join()
     assert answer.status == 200
-    assert elapsed < 14, "answered on the change, not at the end of the wait"
-    assert (answer.json()["status"], answer.json()["progress"]) != ("running", None)
+    assert (answer.json()["status"], answer.json()["pollCount"]) == ("running", 1)
+    assert answer.json()["progress"] is not None
+    assert long_poll_clock.pauses == [LONG_POLL_INTERVAL_SECONDS] * 3, "answered on the change"
 
 
-def test_long_poll_on_a_terminal_execution_answers_at_once(gateway: Gateway) -> None:
+def test_long_poll_on_a_terminal_execution_answers_at_once(
+    gateway: Gateway, long_poll_clock: LongPollClock
+) -> None:
     execution_id = gateway.submit(sim={"durationSeconds": 0.2}).json()["executionId"]
     gateway.run_to_end(execution_id)
-    started = time.monotonic()
     answer = gateway.call("status", execution_id=execution_id, query="waitSeconds=20")
     assert answer.status == 200
-    assert time.monotonic() - started < 2
+    assert answer.json()["status"] == "succeeded"
+    assert long_poll_clock.pauses == []
 
 
-def test_long_poll_gives_up_after_wait_seconds(gateway: Gateway) -> None:
+def test_long_poll_gives_up_after_wait_seconds(gateway: Gateway, long_poll_clock: LongPollClock) -> None:
     execution_id = gateway.submit(sim={"durationSeconds": 30}).json()["executionId"]
-    started = time.monotonic()
     answer = gateway.call("status", execution_id=execution_id, query="waitSeconds=1")
-    assert 0.9 < time.monotonic() - started < 5
+    assert long_poll_clock.pauses == [LONG_POLL_INTERVAL_SECONDS] * 2, "it gave up after its 1 s"
     assert answer.json()["status"] == "running"
     assert "retry-after" in answer.headers
 
@@ -302,6 +340,8 @@ def test_every_events_file_drives_its_handler(gateway: Gateway) -> None:
     assert load_handler("sweeper").lambda_handler(load_event("sweeper"), context) == {
         "overdue": 0,
         "rearmed": 0,
+        "givenUp": 0,
+        "webhooksHandedOff": 0,
     }
     assert load_handler("sweeper").lambda_handler(load_event("sweeper_audit"), context) == {
         "tenants": 3,

@@ -5,7 +5,6 @@ API Gateway would. Valid, forged, replayed, late, duplicate, early and lost call
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -13,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from asyncgate.domain.callbacks import callback_token
+from asyncgate.domain.schedule import MIN_DELAY_SECONDS
 from asyncgate.providers.base import Output, PollResult, ProviderState
 from asyncgate.services.deps import default_deps
 from asyncgate.services.executions import retry_after_seconds
@@ -25,16 +25,6 @@ from tests.integration.conftest import forget_container_state
 from tests.integration.driver import KEY_A, Gateway
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
-
-
-@pytest.fixture
-def provider_side(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookReceiver]:
-    """Where the simulated provider's callbacks land: the API's public URL, as the provider sees it."""
-    with WebhookReceiver() as receiver:
-        monkeypatch.setenv("PUBLIC_URL", receiver.url.removesuffix("/hook"))
-        monkeypatch.setenv("PROVIDER_CALLBACKS", "on")
-        forget_container_state()
-        yield receiver
 
 
 def deliver(gateway: Gateway, callback: Received, **overrides: Any) -> HttpAnswer:
@@ -167,7 +157,11 @@ def test_a_callback_before_the_dispatch_is_recorded_makes_the_first_poll_immedia
     gateway.tick_once()  # the dispatch
     running = stored(execution_id)
     assert running.status == "running"
-    assert (running.next_poll_at - running.updated_at).total_seconds() <= 1 * 0.02 + 0.001
+    # Its first poll at the shortest gap (1 s, scaled 0.02), not the safety net's 6 s.
+    gap = running.next_poll_at - running.updated_at
+    assert gap.total_seconds() == pytest.approx(
+        default_deps().scaled(MIN_DELAY_SECONDS).total_seconds(), abs=0.001
+    )
     done = gateway.drain_until(execution_id, lambda e: e["status"] in TERMINAL, timeout=5)
     assert done["status"] == "succeeded"
 
@@ -193,8 +187,10 @@ def test_status_retry_after_follows_the_eta_not_the_far_safety_net(
     running = stored(execution_id)
     assert (running.next_poll_at - running.updated_at).total_seconds() == pytest.approx(60, rel=0.01)
     assert running.eta_seconds == 20  # the model's expected duration, until a poll tells more
-    answer = gateway.call("status", execution_id=execution_id, key=KEY_A)
-    assert int(answer.headers["retry-after"]) in (19, 20)
+    with monkeypatch.context() as frozen:
+        frozen.setattr(default_deps(), "clock", lambda: running.updated_at + timedelta(seconds=0.5))
+        answer = gateway.call("status", execution_id=execution_id, key=KEY_A)
+    assert answer.headers["retry-after"] == "20"  # the ETA's 19.5 s left, rounded up
 
     def hint_at(seconds: float) -> int | None:
         later = dataclasses.replace(
@@ -218,11 +214,11 @@ class FinishedLate(PollingProvider):
         self.state = state
         self.cancels = 0
 
-    def poll(self, provider_request_id: str) -> PollResult:
+    def poll(self, job_ref: str) -> PollResult:
         outputs = [Output(url="https://cdn.example/v.mp4")] if self.state is ProviderState.SUCCEEDED else []
         return PollResult(state=self.state, outputs=outputs)
 
-    def cancel(self, provider_request_id: str) -> None:
+    def cancel(self, job_ref: str) -> None:
         self.cancels += 1
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from asyncgate.domain.catalog import Catalog
 from asyncgate.providers.base import PollResult, Provider, ProviderJob
 from asyncgate.services.deps import default_deps
 from asyncgate_dev.simprovider import SimProviderServer
@@ -73,14 +74,16 @@ def test_cancel_a_terminal_execution_is_409_with_its_status(gateway: Gateway) ->
     }
 
 
-def test_cancel_racing_completion_ends_cancelled_with_the_result_and_no_charge(gateway: Gateway) -> None:
+def test_a_cancel_after_the_provider_finished_keeps_the_result_and_is_charged(gateway: Gateway) -> None:
     execution_id = gateway.submit(sim={"durationSeconds": 0.3}).json()["executionId"]
     time.sleep(0.6)  # the provider finishes; no tick has seen it yet
     assert gateway.call("cancel", execution_id=execution_id).json()["status"] == "cancel_requested"
     done = gateway.run_to_end(execution_id)
     assert done["status"] == "cancelled"
-    assert done["cost"] == {"credits": 0.0}
     assert len(done["result"]["outputs"]) == 1, "the provider had finished: its result is kept"
+    assert done["cost"] == {"credits": 10}, "and it is charged like a success: the provider billed it"
+    account = gateway.call("account").json()
+    assert (account["reservedCredits"], account["liveExecutions"]) == (0, 0)
 
 
 def test_cancel_of_unknown_or_foreign_execution_is_404(gateway: Gateway) -> None:
@@ -114,11 +117,11 @@ class CancellingProvider(PollingProvider):
         assert self.gateway.call("cancel", execution_id=execution_id).json()["status"] == "cancelled"
         return job
 
-    def poll(self, provider_request_id: str) -> PollResult:
-        return self.real.poll(provider_request_id)
+    def poll(self, job_ref: str) -> PollResult:
+        return self.real.poll(job_ref)
 
-    def cancel(self, provider_request_id: str) -> None:
-        self.real.cancel(provider_request_id)
+    def cancel(self, job_ref: str) -> None:
+        self.real.cancel(job_ref)
 
 
 @pytest.mark.parametrize("model", ["sim-video", "sim-image"])
@@ -139,3 +142,24 @@ def test_a_cancel_during_dispatch_cancels_the_new_provider_job_too(
         "no provider job left running unfollowed"
     )
     assert gateway.pending_ticks() == 0
+
+
+@pytest.mark.parametrize(("outcome", "cost", "has_result"), [("succeed", 10, True), ("fail", 0, False)])
+def test_a_model_that_cannot_be_cancelled_is_followed_to_its_end(
+    gateway: Gateway, sim_server: SimProviderServer, monkeypatch: pytest.MonkeyPatch, outcome: str, cost: int,
+    has_result: bool,
+) -> None:  # fmt: skip
+    """Nothing can stop its provider's job, which bills when it finishes: the execution is cancelled
+    once the job ends, with its result and charged when it succeeded, free when it did not."""
+    deps = default_deps()
+    uncancellable = deps.spec("sim-video").model_copy(update={"cancel": False})
+    monkeypatch.setattr(deps, "catalog", Catalog(models=[uncancellable]))
+    execution_id = gateway.submit(sim={"durationSeconds": 1, "outcome": outcome}).json()["executionId"]
+    assert gateway.call("cancel", execution_id=execution_id).json()["status"] == "cancel_requested"
+    done = gateway.run_to_end(execution_id)
+    assert done["status"] == "cancelled"
+    assert done["cost"] == {"credits": cost}
+    assert (done["result"] is not None) is has_result
+    assert sim_server.job_status(done["providerRequestId"]) == ("succeeded" if has_result else "failed")
+    account = gateway.call("account").json()
+    assert (account["reservedCredits"], account["liveExecutions"]) == (0, 0)

@@ -1,10 +1,9 @@
-"""The catalog as data: input schemas (422), pass-through model ids, providers without a key, sync-only
-models, and a provider's rate limit honoured by the poll schedule."""
+"""The catalog as data: closed input schemas (422), prices by input as listed, pass-through model ids,
+providers without a key, sync-only models, and a provider's rate limit honoured by the poll schedule."""
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -36,6 +35,29 @@ def test_input_breaking_the_models_schema_is_422_and_creates_nothing(gateway: Ga
     assert gateway.call("account").json()["liveExecutions"] == 0
 
 
+def test_an_input_the_schema_does_not_name_is_422_and_reserves_nothing(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unknown = gateway.call("submit", body={"model": "sim-video", "input": {"prompt": "a", "num_images": 100}})
+    assert unknown.status == 422
+    assert _error(unknown)["code"] == "VALIDATION_ERROR"
+    assert _error(unknown)["details"]["errors"] == [
+        {
+            "field": "body.input",
+            "message": "Additional properties are not allowed ('num_images' was unexpected)",
+        }
+    ]
+    # A real provider's model too, refused before any call: the port is closed.
+    monkeypatch.setenv("FAL_KEY", "fal-test-key")
+    monkeypatch.setenv("ASYNCGATE_FAL_URL", "http://127.0.0.1:9")
+    for extra in ({"num_images": 100}, {"sync_mode": True}):
+        refused = gateway.call("submit", body={"model": "flux-schnell", "input": {"prompt": "a", **extra}})
+        assert (refused.status, _error(refused)["code"]) == (422, "VALIDATION_ERROR"), extra
+    account = gateway.call("account").json()
+    assert (account["reservedCredits"], account["liveExecutions"]) == (0, 0)
+    assert gateway.call("list_executions").json()["items"] == []
+
+
 def test_a_provider_without_a_key_offers_no_model(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REPLICATE_API_TOKEN", raising=False)
     monkeypatch.delenv("REPLICATE_API_TOKEN_PARAMETER", raising=False)
@@ -57,10 +79,17 @@ def test_models_lists_what_can_run_here_with_input_schemas(
     assert set(listed) == {"sim-video", "sim-image", "sim-chat"}
     assert listed["sim-video"]["inputSchema"]["properties"]["sim"]["type"] == "object"
     assert listed["sim-chat"]["inputSchema"] is None
+    # Priced by input: `credits` is the price of the schema's defaults, the terms say how it grows.
+    assert listed["sim-image"]["price"] == {
+        "credits": 2,
+        "base": 0,
+        "perInput": [{"input": "sim.outputs", "credits": 2, "per": 1}],
+    }
     monkeypatch.setenv("FAL_KEY", "fal-test-key")
     listed = {item["model"]: item for item in gateway.call("models").json()["items"]}
     assert listed["flux-schnell"]["provider"] == "fal"
     assert listed["flux-schnell"]["inputSchema"]["required"] == ["prompt"]
+    assert listed["flux-schnell"]["price"]["perInput"] == [{"input": "num_images", "credits": 1, "per": 1}]
 
 
 def test_a_configured_providers_models_are_checked_before_any_call(
@@ -83,7 +112,7 @@ class RateLimited(PollingProvider):
 
     name = "limited"
 
-    def poll(self, provider_request_id: str) -> PollResult:
+    def poll(self, job_ref: str) -> PollResult:
         raise ProviderUnavailable("limited answered HTTP 429 to poll", status=429, retry_after=120)
 
 
@@ -94,12 +123,14 @@ def test_a_rate_limits_retry_after_sets_the_next_poll(gateway: Gateway) -> None:
     running = new_execution(
         execution_id="5f0c7c55-0000-4000-8000-000000000001", tenant="tenant-a", spec=spec, input={},
         metadata={}, webhook_url=None, webhook_events=None, now=now, first_tick_at=now, dispatching=False,
+        reserved_credits=spec.price_of({}),
     )  # fmt: skip
     running = running.model_copy(update={"status": Status.RUNNING, "provider_request_id": "job-1"})
     after = step(deps, running, spec, now=now)
     assert after.consecutive_errors == 1
     assert after.next_poll_at is not None
-    assert after.next_poll_at - now >= deps.scaled(120) - timedelta(milliseconds=1)
+    # Exactly the provider's 120 s (scaled), not the first error's 2 s backoff.
+    assert after.next_poll_at - now == deps.scaled(120)
 
 
 class Verbose(PollingProvider):
@@ -107,7 +138,7 @@ class Verbose(PollingProvider):
 
     name = "verbose"
 
-    def poll(self, provider_request_id: str) -> PollResult:
+    def poll(self, job_ref: str) -> PollResult:
         return PollResult(
             state=ProviderState.SUCCEEDED,
             outputs=[Output(url="https://cdn.example/1.png", content_type="image/png")],

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from asyncgate.domain.catalog import Number
 from asyncgate.domain.execution import new_execution
 from asyncgate.domain.idempotency import IDEMPOTENCY_WINDOW, IdempotencyRecord, key_hash
 from asyncgate.services import executions as executions_service
@@ -34,20 +35,56 @@ def _executions(gateway: Gateway) -> list[dict[str, Any]]:
     return items
 
 
+def _assert_account(gateway: Gateway, *, credits: Number, reserved: Number, live: int) -> None:
+    account = gateway.call("account").json()
+    held = (account["credits"], account["reservedCredits"], account["liveExecutions"])
+    assert held == (credits, reserved, live)
+
+
+def _movements(execution_id: str) -> list[tuple[str, Number, Number, Number]]:
+    """The execution's ledger entries, oldest first: (kind, credits, reserved, charged)."""
+    entries = default_deps().accounts.ledger("tenant-a")
+    return [
+        (entry.kind, entry.credits, entry.reserved, entry.charged)
+        for entry in reversed(entries)
+        if entry.execution_id == execution_id
+    ]
+
+
+def _assert_reserved_once(gateway: Gateway, execution_id: str, price: Number) -> None:
+    """Live: its price held once, one live execution, one `reserve` entry."""
+    _assert_account(gateway, credits=TENANT_CREDITS - price, reserved=price, live=1)
+    assert _movements(execution_id) == [("reserve", -price, price, 0)]
+
+
+def _assert_charged_once(gateway: Gateway, execution_id: str, price: Number) -> None:
+    """Succeeded: the reservation settled at its price, once; nothing held, nothing live."""
+    _assert_account(gateway, credits=TENANT_CREDITS - price, reserved=0, live=0)
+    assert _movements(execution_id) == [("reserve", -price, price, 0), ("settle", 0, -price, price)]
+
+
 @pytest.mark.parametrize("model", ["sim-video", "sim-image"], ids=["inline", "queued"])
 def test_the_same_key_and_body_answer_the_first_answer_again(gateway: Gateway, model: str) -> None:
+    price = default_deps().spec(model).price_of({"prompt": "a red fox", "sim": {}})
     first = _submit(gateway, "order-17", model)
     assert first.status == 202
     assert REPLAYED not in first.headers
-    gateway.run_to_end(first.json()["executionId"])  # the execution moves on; the answer does not
+    execution_id = first.json()["executionId"]
+    _assert_reserved_once(gateway, execution_id, price)
+    done = gateway.run_to_end(execution_id)  # the execution moves on; a final answer does not
+    assert done["status"] == "succeeded"
     again = _submit(gateway, "order-17", model)
     assert again.status == 202
     assert again.headers[REPLAYED] == "true"
-    assert again.body == first.body
+    if first.json()["status"] == "queued":
+        # `queued` promised nothing final: its replay tells where the execution is now.
+        now = {"status": done["status"], "providerRequestId": done["providerRequestId"]}
+        assert again.json() == first.json() | now
+    else:
+        assert again.body == first.body
     assert again.headers["location"] == first.headers["location"]
     assert len(_executions(gateway)) == 1
-    account = gateway.call("account").json()
-    assert account["credits"] == TENANT_CREDITS - default_deps().spec(model).price.credits, "charged once"
+    _assert_charged_once(gateway, execution_id, price)
 
 
 def test_the_same_key_with_another_body_is_refused(gateway: Gateway) -> None:
@@ -59,8 +96,10 @@ def test_the_same_key_with_another_body_is_refused(gateway: Gateway) -> None:
 
 
 def test_the_same_body_in_another_spelling_is_the_same_request(gateway: Gateway) -> None:
-    body = '{"model":"sim-image","input":{"b":1,"a":[1,2]},"metadata":{"x":"y"}}'
-    respelled = '{ "metadata": {"x": "y"}, "input": {"a": [1, 2], "b": 1}, "model": "sim-image" }'
+    body = '{"model":"sim-image","input":{"sim":{"outputs":2},"prompt":"a"},"metadata":{"x":"y"}}'
+    respelled = (
+        '{ "metadata": {"x": "y"}, "input": {"prompt": "a", "sim": {"outputs": 2}}, "model": "sim-image" }'
+    )
     first = gateway.call("submit", raw_body=body.encode(), headers={"Idempotency-Key": "spelled"})
     again = gateway.call("submit", raw_body=respelled.encode(), headers={"Idempotency-Key": "spelled"})
     assert again.headers[REPLAYED] == "true"
@@ -124,24 +163,29 @@ def test_concurrent_requests_with_one_key_create_one_execution(gateway: Gateway,
 
     with ThreadPoolExecutor(max_workers=12) as pool:
         outcomes = list(pool.map(lambda _: race(), range(12)))
-    assert len({outcome.receipt.execution_id for outcome in outcomes}) == 1
+    [execution_id] = {outcome.receipt.execution_id for outcome in outcomes}
     assert sorted(outcome.replayed for outcome in outcomes) == [False] + [True] * 11
     assert len({outcome.receipt.model_dump_json() for outcome in outcomes}) == 1
     assert len(_executions(gateway)) == 1
-    assert gateway.call("account").json()["liveExecutions"] <= 1
+    price = deps.spec(model).price_of(command.input)
+    _assert_reserved_once(gateway, execution_id, price)
+    assert gateway.run_to_end(execution_id)["status"] == "succeeded"
+    _assert_charged_once(gateway, execution_id, price)
 
 
-def _in_flight_record(deps: Any, key: str, *, age: timedelta) -> str:
-    """A first request that wrote its execution and key, and died before answering."""
-    spec = deps.spec("sim-video")
+def _in_flight_record(deps: Any, key: str, *, age: timedelta, model: str = "sim-video") -> str:
+    """A first request that wrote its execution and key, and died before answering (an inline model's
+    while its dispatch was under way)."""
+    spec = deps.spec(model)
     created = deps.clock() - age
     execution = new_execution(
         execution_id=str(uuid.uuid4()), tenant="tenant-a", spec=spec,
         input={"prompt": "a red fox", "sim": {}}, metadata={}, webhook_url=None, webhook_events=None,
-        now=created, first_tick_at=created, dispatching=True,
+        now=created, first_tick_at=created, dispatching=spec.dispatch == "inline",
+        reserved_credits=spec.price_of({}),
     )  # fmt: skip
     command = SubmitCommand(
-        model="sim-video", input={"prompt": "a red fox", "sim": {}}, metadata={}, webhook_url=None,
+        model=model, input={"prompt": "a red fox", "sim": {}}, metadata={}, webhook_url=None,
         webhook_events=None,
     )  # fmt: skip
     record = IdempotencyRecord(
@@ -152,24 +196,35 @@ def _in_flight_record(deps: Any, key: str, *, age: timedelta) -> str:
     return execution.execution_id
 
 
+@pytest.mark.parametrize("model", ["sim-video", "sim-image"], ids=["inline", "queued"])
 def test_a_key_in_flight_answers_409_then_recovers_once_its_request_is_surely_gone(
-    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch, model: str
 ) -> None:
     deps = default_deps()
     monkeypatch.setattr(executions_service, "IN_FLIGHT_WAIT_SECONDS", 0.2)
-    execution_id = _in_flight_record(deps, "crashed", age=timedelta(seconds=1))
-    busy = _submit(gateway, "crashed")
+    execution_id = _in_flight_record(deps, "crashed", age=timedelta(seconds=1), model=model)
+    busy = _submit(gateway, "crashed", model)
     assert busy.status == 409
     assert busy.json()["error"]["code"] == "IDEMPOTENCY_KEY_IN_USE"
     assert busy.headers["retry-after"] == "1"
     # Past the submit function's timeout the first request is gone: its answer comes from its execution.
     monkeypatch.setattr(deps.settings, "idempotency_in_flight_seconds", 0.5)
-    recovered = _submit(gateway, "crashed")
-    assert recovered.status == 202
+    recovered = _submit(gateway, "crashed", model)
     assert recovered.headers[REPLAYED] == "true"
-    assert recovered.json()["executionId"] == execution_id
-    assert recovered.json()["status"] == "queued"
-    assert _submit(gateway, "crashed").body == recovered.body, "the recovered answer is kept"
+    if model == "sim-video":
+        # Its inline dispatch never recorded an outcome and surely never will: failed, never re-submitted.
+        assert recovered.status == 500
+        assert recovered.json()["error"]["code"] == "PROVIDER_SUBMIT_FAILED"
+        assert recovered.json()["error"]["details"]["executionId"] == execution_id
+        assert gateway.status(execution_id)["status"] == "failed"
+        price = deps.spec(model).price_of({})
+        _assert_account(gateway, credits=TENANT_CREDITS, reserved=0, live=0)
+        assert _movements(execution_id) == [("reserve", -price, price, 0), ("refund", price, -price, 0)]
+    else:
+        assert recovered.status == 202
+        assert recovered.json()["executionId"] == execution_id
+        assert recovered.json()["status"] == "queued"
+    assert _submit(gateway, "crashed", model).body == recovered.body, "the recovered answer is kept"
 
 
 def test_an_expired_key_starts_a_new_request(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:

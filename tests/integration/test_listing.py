@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
+
+import pytest
 
 from asyncgate.domain.execution import advance, new_execution
 from asyncgate.domain.status import Event, Status
 from asyncgate.services.deps import default_deps
 from asyncgate.services.tenants import create_tenant
 from asyncgate.store.items import LIST_SHARDS, shard_of
+from asyncgate_dev.handlers import load_handler
+from tests.integration.driver import Gateway
 
 
 def _ids_in_shard(shard: int, count: int) -> list[str]:
@@ -35,6 +40,7 @@ def test_a_sparse_filter_over_a_long_shard_skips_nothing(aws_stack: Any) -> None
         execution = new_execution(
             execution_id=execution_id, tenant="tenant-a", spec=spec, input={}, metadata={}, webhook_url=None,
             webhook_events=None, now=moment, first_tick_at=moment, dispatching=False,
+            reserved_credits=spec.price_of({}),
         )  # fmt: skip
         deps.executions.create(execution, now=moment)
         created.append(execution)
@@ -67,3 +73,26 @@ def test_a_sparse_filter_over_a_long_shard_skips_nothing(aws_stack: Any) -> None
         if cursor is None:
             break
     assert everything == [execution.execution_id for execution in reversed(created)]
+
+
+def test_a_page_is_bounded_in_bytes_and_the_cursor_goes_on_where_it_stopped(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of big executions is cut before it would pass its byte budget (a Lambda answer holds 6 MB),
+    and following the cursors still lists every execution once."""
+    ids = {
+        gateway.submit(sim={"durationSeconds": 30}, metadata={"pad": "x" * 500}).json()["executionId"]
+        for _ in range(7)
+    }
+    one_view = len(json.dumps(gateway.status(next(iter(ids)))))
+    monkeypatch.setattr(load_handler("list_executions"), "MAX_PAGE_BYTES", int(one_view * 2.5))
+    seen: list[str] = []
+    cursor = ""
+    for _ in range(10):
+        page = gateway.call("list_executions", query=f"limit=100{cursor}").json()
+        assert len(page["items"]) <= 3
+        seen.extend(item["executionId"] for item in page["items"])
+        if page["nextCursor"] is None:
+            break
+        cursor = f"&cursor={page['nextCursor']}"
+    assert sorted(seen) == sorted(ids), "every execution once, none twice"

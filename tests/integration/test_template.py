@@ -357,48 +357,76 @@ def test_no_policy_grants_every_action_on_every_resource(template: dict[str, Any
             ), logical_id
 
 
-def test_functions_get_least_privilege_table_access(template: dict[str, Any]) -> None:
-    def policy_names(logical_id: str) -> set[str]:
-        policies = template["Resources"][logical_id]["Properties"].get("Policies", [])
-        return {name for policy in policies if isinstance(policy, dict) for name in policy}
-
-    def statements(logical_id: str) -> list[list[tuple[Any, str]]]:
-        """Each inline Statement policy as (Action, the end of its Resource's Fn::Sub)."""
-        return [
-            [(s["Action"], s["Resource"]["Fn::Sub"].split("}:")[-1]) for s in policy["Statement"]]
-            for policy in template["Resources"][logical_id]["Properties"].get("Policies", [])
-            if isinstance(policy, dict) and "Statement" in policy
-        ]
-
-    # A presigned URL of a copied output has exactly its signer's rights: whoever renders an execution
-    # may read the results bucket's objects, and nothing else of it.
-    read_results = [("s3:GetObject", "${ResultsBucket.Arn}/results/*")]
-    for reader in ("StatusFunction", "ListExecutionsFunction"):
-        assert policy_names(reader) == {"DynamoDBReadPolicy", "Statement"}, reader
-        assert statements(reader) == [read_results], reader
-    assert policy_names("ModelsFunction") == {"DynamoDBReadPolicy"}
-    assert policy_names("SweeperFunction") == {"DynamoDBCrudPolicy", "SQSSendMessagePolicy"}
-    assert policy_names("CancelFunction") == {"DynamoDBCrudPolicy", "SQSSendMessagePolicy", "Statement"}
-    assert statements("CancelFunction") == [read_results]
-    # Those that call providers may also read their keys (and the callback key), only those under asyncgate/.
-    provider_keys = [
-        ("ssm:GetParameter", "parameter/asyncgate/*"),
-        ("secretsmanager:GetSecretValue", "secret:asyncgate/*"),
-    ]
-    for caller in ("SubmitFunction", "PollTickFunction", "CallbacksFunction"):
-        assert policy_names(caller) == {"DynamoDBCrudPolicy", "SQSSendMessagePolicy", "Statement"}, caller
-    assert statements("SubmitFunction") == statements("CallbacksFunction") == [provider_keys]
-    # The poll tick copies outputs into the results bucket: it writes objects, and reads none.
-    assert statements("PollTickFunction") == [
-        provider_keys,
-        [(["s3:PutObject", "s3:AbortMultipartUpload"], "${ResultsBucket.Arn}/results/*")],
-    ]
-    assert policy_names("WebhooksFunction") == {"DynamoDBCrudPolicy"}
-    assert policy_names("WebhookRedeliverFunction") == {
-        "DynamoDBCrudPolicy",
-        "StepFunctionsExecutionPolicy",
-        "Statement",
+def test_the_results_are_written_by_poll_ticks_and_read_by_whoever_renders_executions(
+    template: dict[str, Any],
+) -> None:
+    """A presigned URL of a copied output has exactly its signer's rights: whoever renders an execution
+    may read the results, and nothing else of them; only the poll tick writes them. (What each function
+    needs of the table is proven by running them: test_iam.py.)"""
+    results = {"Fn::Sub": "${ResultsBucket.Arn}/results/*"}
+    granted: dict[str, set[str]] = {}
+    for logical_id, resource in template["Resources"].items():
+        for statement in _statements(resource.get("Properties") or {}):
+            if results in _as_list(statement["Resource"]):
+                granted.setdefault(logical_id, set()).update(_as_list(statement["Action"]))
+    renderers = ("StatusFunction", "ListExecutionsFunction", "CancelFunction", "NotifyFunction")
+    assert granted == {
+        **{renderer: {"s3:GetObject"} for renderer in (*renderers, "WebhookRedeliverFunction")},
+        "PollTickFunction": {"s3:PutObject", "s3:AbortMultipartUpload"},
     }
-    assert statements("WebhookRedeliverFunction") == [read_results]
-    assert statements("NotifyFunction") == [read_results]
-    assert policy_names("NotFoundFunction") == set()
+
+
+def _resolved(stack: Stack, logical_id: str, name: str) -> Any:
+    """One property of a function, resolved; None where it resolves to AWS::NoValue (left out)."""
+    return stack.resolve({name: stack.function_properties(logical_id)[name]}).get(name)
+
+
+RESERVING = {
+    "PollTickFunction": "PollTickReservedConcurrency",
+    "NotifyFunction": "NotifyReservedConcurrency",
+    "DeliverFunction": "DeliverReservedConcurrency",
+}
+
+
+def test_background_functions_reserve_no_concurrency_by_default(template: dict[str, Any]) -> None:
+    """A new account (a concurrency limit of 10) cannot reserve any: the defaults deploy anywhere."""
+    stack = Stack(template=template, resolver=Resolver(template))
+    for logical_id in RESERVING:
+        assert _resolved(stack, logical_id, "ReservedConcurrentExecutions") is None, logical_id
+    [source] = stack.sqs_event_sources()
+    assert source.maximum_concurrency == 50
+
+
+def test_reserved_concurrency_is_reserved_and_caps_the_poll_queue(template: dict[str, Any]) -> None:
+    parameters = {parameter: str(10 + index) for index, parameter in enumerate(RESERVING.values())}
+    stack = Stack(template=template, resolver=Resolver(template, parameters=parameters))
+    for logical_id, parameter in RESERVING.items():
+        assert _resolved(stack, logical_id, "ReservedConcurrentExecutions") == parameters[parameter]
+    [source] = stack.sqs_event_sources()
+    assert source.maximum_concurrency == 10, "never more ticks at once than the function may run"
+
+
+def test_public_routes_are_throttled_the_callbacks_route_more(template: dict[str, Any]) -> None:
+    stack = Stack(template=template, resolver=Resolver(template))
+    default = stack.resolve(template["Resources"]["AsyncgateHttpApi"]["Properties"]["DefaultRouteSettings"])
+    assert default == {"ThrottlingBurstLimit": "2000", "ThrottlingRateLimit": "1000"}
+    throttled = {
+        f"{event['Properties']['Method']} {event['Properties']['Path']}": stack.resolve(
+            event["Properties"]["RouteSettings"]
+        )
+        for spec in stack.functions().values()
+        for event in spec.events.values()
+        if "RouteSettings" in event.get("Properties", {})
+    }
+    assert throttled == {
+        "POST /v1/callbacks/{provider}/{executionId}": {
+            "ThrottlingBurstLimit": "200",
+            "ThrottlingRateLimit": "100",
+        }
+    }
+
+
+def test_no_function_puts_what_it_returns_in_its_traces(aws_stack: Stack) -> None:
+    for logical_id in aws_stack.functions():
+        environment = aws_stack.function_environment(logical_id)
+        assert environment["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false", logical_id

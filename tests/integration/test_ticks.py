@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -92,17 +92,33 @@ def test_an_unexpected_failure_fails_only_its_own_message(gateway: Gateway) -> N
     assert gateway.status(execution_id)["pollCount"] == 1
 
 
-def test_the_sweeper_rearms_a_lost_tick(gateway: Gateway) -> None:
+def _sweep_at(monkeypatch: pytest.MonkeyPatch, now: datetime) -> dict[str, int]:
+    """One sweeper run, its clock at `now`."""
+    with monkeypatch.context() as frozen:
+        frozen.setattr(default_deps(), "clock", lambda: now)
+        report: dict[str, int] = load_handler("sweeper").lambda_handler(
+            load_event("sweeper"), LambdaContext(function_name="sweeper")
+        )
+    return report
+
+
+def _grace_ends(execution_id: str) -> datetime:
+    """Until when the sweeper leaves the execution's next tick alone (it may still come)."""
+    stored = default_deps().executions.get(execution_id)
+    assert stored is not None
+    assert stored.next_poll_at is not None
+    return stored.next_poll_at + timedelta(seconds=get_settings().sweep_grace_seconds)
+
+
+def test_the_sweeper_rearms_a_lost_tick(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
     execution_id = gateway.submit(sim={"durationSeconds": 1}).json()["executionId"]
     _receive_tick(gateway)  # the message is lost: received and deleted, never processed
     assert gateway.pending_ticks() == 0
-    sweeper = load_handler("sweeper").lambda_handler
-    assert sweeper(load_event("sweeper"), LambdaContext(function_name="sweeper"))["rearmed"] == 0, (
-        "not yet overdue"
-    )
-    time.sleep(get_settings().sweep_grace_seconds + 0.5)
-    report = sweeper(load_event("sweeper"), LambdaContext(function_name="sweeper"))
-    assert report == {"overdue": 1, "rearmed": 1}
+    grace_ends = _grace_ends(execution_id)
+    assert _sweep_at(monkeypatch, grace_ends)["rearmed"] == 0, "overdue by no more than the grace"
+    assert gateway.pending_ticks() == 0
+    report = _sweep_at(monkeypatch, grace_ends + timedelta(milliseconds=1))
+    assert report == {"overdue": 1, "rearmed": 1, "givenUp": 0, "webhooksHandedOff": 0}
     assert gateway.pending_ticks() == 1
     assert gateway.run_to_end(execution_id)["status"] == "succeeded"
 
@@ -131,17 +147,19 @@ def test_a_duplicate_dispatch_tick_submits_to_the_provider_once(
     assert gateway.pending_ticks() == 1
 
 
-def test_a_dispatch_that_never_recorded_its_outcome_is_failed_not_resubmitted(
+def test_a_dispatch_killed_before_it_recorded_its_outcome_is_failed_not_resubmitted(
     gateway: Gateway, sim_server: SimProviderServer
 ) -> None:
-    """A function that died between the provider's submit and the write: the job may exist, so the
-    sweeper's tick fails the execution instead of submitting a second one."""
+    """A function killed between the provider's submit and the write (nothing of it ran after the
+    submit): the job may exist, so the sweeper's tick fails the execution instead of submitting a
+    second one."""
     deps = default_deps()
     spec = deps.spec("sim-image")
     long_ago = deps.clock() - timedelta(minutes=2)  # overdue, but within sim-image's maxDurationSeconds
     stuck = new_execution(
         execution_id=str(uuid.uuid4()), tenant="tenant-a", spec=spec, input={}, metadata={},
         webhook_url=None, webhook_events=None, now=long_ago, first_tick_at=long_ago, dispatching=True,
+        reserved_credits=spec.price_of({}),
     )  # fmt: skip
     deps.executions.create(stuck, now=long_ago)
     jobs_before = sim_server.job_count
@@ -149,6 +167,8 @@ def test_a_dispatch_that_never_recorded_its_outcome_is_failed_not_resubmitted(
     assert sweeper(load_event("sweeper"), LambdaContext(function_name="sweeper")) == {
         "overdue": 1,
         "rearmed": 1,
+        "givenUp": 0,
+        "webhooksHandedOff": 0,
     }
     done = gateway.run_to_end(stuck.execution_id)
     assert done["status"] == "failed"
@@ -156,15 +176,15 @@ def test_a_dispatch_that_never_recorded_its_outcome_is_failed_not_resubmitted(
     assert sim_server.job_count == jobs_before
 
 
-def test_the_sweeper_leaves_executions_that_moved_on_alone(gateway: Gateway) -> None:
+def test_the_sweeper_leaves_executions_that_moved_on_alone(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
     execution_id = gateway.submit(sim={"durationSeconds": 30}).json()["executionId"]
-    time.sleep(get_settings().sweep_grace_seconds + 0.5)
-    gateway.tick_once()  # the tick arrives late but arrives: the execution is no longer overdue
-    before = gateway.status(execution_id)
-    report = load_handler("sweeper").lambda_handler(
-        load_event("sweeper"), LambdaContext(function_name="sweeper")
-    )
-    assert report["rearmed"] == 0
+    # When the sweeper would take the first tick for lost, had it not come.
+    lost_at = _grace_ends(execution_id) + timedelta(milliseconds=1)
+    # The tick arrives late but arrives: the execution is no longer overdue.
+    before = gateway.drain_until(execution_id, lambda execution: execution["pollCount"] == 1)
+    assert _sweep_at(monkeypatch, lost_at)["rearmed"] == 0
     assert gateway.status(execution_id)["updatedAt"] == before["updatedAt"]
 
 

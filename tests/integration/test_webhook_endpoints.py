@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from types import TracebackType
 from typing import Any
 
 import pytest
 import standardwebhooks
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 
+from asyncgate import aws
 from asyncgate.delivery.tasks import Delivery, DeliveryTask
 from asyncgate.domain.webhooks import ROTATION_OVERLAP, WebhookEndpoint, new_endpoint_id, new_webhook_secret
 from asyncgate.services.deps import default_deps
+from asyncgate.services.executions import SubmitCommand, submit
 from asyncgate.services.notify import attempt
+from asyncgate.services.webhooks import CreateEndpoint, create_endpoint
 from asyncgate.settings import get_settings
+from asyncgate.store.keys import ALL_SCOPES, Principal
 from asyncgate.store.webhooks import MAX_ENDPOINTS_PER_TENANT
 from asyncgate_dev.receiver import Received, WebhookReceiver
 from tests.integration.driver import KEY_A, KEY_A_READ_ONLY, KEY_B, Gateway
@@ -427,3 +436,104 @@ def test_rotating_another_tenants_endpoint_is_404_and_changes_nothing(gateway: G
     stored = default_deps().webhooks.get("tenant-a", created["id"])
     assert stored is not None
     assert (stored.secret, stored.previous_secret) == (created["secret"], None)
+
+
+class TransactionConflicts:
+    """DynamoDB's rule that moto (which runs one call at a time) never has to apply: a transaction that
+    touches an item another transaction is writing at that moment is cancelled with TransactionConflict,
+    nothing written. Each transaction is held `hold_seconds` so that concurrent ones meet; the first
+    `forced` transactions are cancelled whatever else runs."""
+
+    _BEFORE = "before-call.dynamodb.TransactWriteItems"
+    _AFTER = "after-call.dynamodb.TransactWriteItems"
+
+    def __init__(self, *, forced: int = 0, hold_seconds: float = 0.0) -> None:
+        self.forced = forced
+        self.hold_seconds = hold_seconds
+        self.cancelled = 0
+        self._writing: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> TransactionConflicts:
+        events = aws.dynamodb().meta.events
+        # A before-call handler may answer in the service's stead; botocore's stubs say handlers return None.
+        events.register(self._BEFORE, self._before)  # type: ignore[arg-type]
+        events.register(self._AFTER, self._after)
+        return self
+
+    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+        events = aws.dynamodb().meta.events
+        events.unregister(self._BEFORE, self._before)  # type: ignore[arg-type]
+        events.unregister(self._AFTER, self._after)
+
+    @staticmethod
+    def _item_id(operation: dict[str, Any]) -> str:
+        (kind, body), *_ = operation.items()
+        key = body["Key"] if kind != "Put" else {name: body["Item"][name] for name in ("pk", "sk")}
+        return json.dumps([body["TableName"], key], sort_keys=True)
+
+    def _before(
+        self, params: dict[str, Any], context: dict[str, Any], **_: Any
+    ) -> tuple[AWSResponse, dict[str, Any]] | None:
+        items = [self._item_id(operation) for operation in json.loads(params["body"])["TransactItems"]]
+        with self._lock:
+            conflicting = [self.forced > 0 or item in self._writing for item in items]
+            if not any(conflicting):
+                self._writing.update(items)
+            else:
+                self.forced = max(0, self.forced - 1)
+                self.cancelled += 1
+        if any(conflicting):
+            reasons = [{"Code": "TransactionConflict" if hit else "None"} for hit in conflicting]
+            return AWSResponse("", 400, HTTPHeaders(), None), {
+                "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
+                "CancellationReasons": reasons,
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            }
+        context["writing"] = items
+        time.sleep(self.hold_seconds)  # the transaction in progress, for others to run into
+        return None
+
+    def _after(self, context: dict[str, Any], **_: Any) -> None:
+        with self._lock:
+            self._writing.difference_update(context.pop("writing", []))
+
+
+def test_create_and_delete_are_retried_after_a_transaction_conflict(gateway: Gateway) -> None:
+    with TransactionConflicts(forced=1) as conflicts:
+        created = gateway.call("webhooks_create", body={"url": "https://hooks.example.com/in"})
+    assert created.status == 201, created.body
+    assert conflicts.cancelled == 1
+    with TransactionConflicts(forced=1) as conflicts:
+        deleted = gateway.call("webhooks_delete", endpoint_id=created.json()["id"])
+    assert deleted.status == 204, deleted.body
+    assert conflicts.cancelled == 1
+    assert _list(gateway) == []
+
+
+def test_endpoint_creates_racing_submits_on_one_tenant_all_succeed(gateway: Gateway) -> None:
+    """Submits and endpoint creates on one tenant at once: both write the tenant item in a transaction,
+    so some collide; every one of them still succeeds, and both counters are exact."""
+    principal = Principal(tenant="tenant-a", scopes=ALL_SCOPES)
+    job = SubmitCommand(model="sim-image", input={}, metadata={}, webhook_url=None, webhook_events=None)
+    endpoint = CreateEndpoint(
+        url="https://hooks.example.com/in", events=["execution.succeeded"], description=None
+    )
+    calls: list[Callable[[], Any]] = [
+        *(lambda: submit(default_deps(), principal, job) for _ in range(4)),
+        *(lambda: create_endpoint(default_deps(), principal, endpoint) for _ in range(4)),
+    ]
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], Any]) -> Any:
+        barrier.wait()
+        return call()
+
+    with TransactionConflicts(hold_seconds=0.005) as conflicts, ThreadPoolExecutor(len(calls)) as pool:
+        outcomes = [future.exception() for future in [pool.submit(run, call) for call in calls]]
+    assert outcomes == [None] * len(calls)
+    assert conflicts.cancelled > 0, "the race happened"
+    assert len(_list(gateway)) == 4
+    account = default_deps().accounts.get("tenant-a")
+    assert account is not None
+    assert account.live_executions == 4

@@ -10,9 +10,11 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from asyncgate_dev.handlers import REPO_ROOT, TEMPLATE_PATH
 from asyncgate_dev.stepfunctions import (
+    DYNAMODB_UPDATE_ITEM,
     LAMBDA_INVOKE,
     ExecutionOutcome,
     Interpreter,
@@ -470,6 +472,132 @@ def test_intrinsic_errors() -> None:
         bad = machine({"P": {"Type": "Pass", "Parameters": {"n.$": text}, "End": True}})
         with pytest.raises(UnsupportedDefinitionError, match=r"Parameters n\.\$"):
             check_definition(bad)
+
+
+def test_array_get_item_and_nested_intrinsics() -> None:
+    definition = machine(
+        {
+            "Shape": {
+                "Type": "Pass",
+                "Parameters": {
+                    "second.$": "States.ArrayGetItem($.items, 1)",
+                    "computed.$": "States.ArrayGetItem(States.Array(10, 20, 30), States.MathAdd($.n, -1))",
+                    "deep.$": (
+                        "States.MathAdd(States.ArrayGetItem(States.Array(90, 180), States.MathAdd($.n, -2)), "
+                        "States.MathRandom(0, States.ArrayGetItem(States.Array(1, 60), 0)))"
+                    ),
+                },
+                "End": True,
+            }
+        }
+    )
+    assert run(definition, {"items": ["a", {"b": 1}], "n": 2}).output == {
+        "second": {"b": 1},
+        "computed": 20,
+        "deep": 90,
+    }
+
+
+@pytest.mark.parametrize("index", ["3", "-1", "'x'"])
+def test_array_get_item_out_of_range_or_not_an_index_is_an_intrinsic_failure(index: str) -> None:
+    definition = machine(
+        {"P": {"Type": "Pass", "Parameters": {"v.$": f"States.ArrayGetItem($.items, {index})"}, "End": True}}
+    )
+    assert run(definition, {"items": [1, 2, 3]}).error == "States.IntrinsicFailure"
+
+
+# --------------------------------------------------------------------------------------------- dynamodb
+
+
+class FakeDynamoDB:
+    """A boto3 DynamoDB client's update_item: records each call, raises each of `errors` first."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls: list[dict[str, Any]] = []
+
+    def update_item(self, **parameters: Any) -> dict[str, Any]:
+        self.calls.append(parameters)
+        if self.errors:
+            raise self.errors.pop(0)
+        return {"Attributes": {"n": {"N": "2"}}, "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+
+def _condition_failed() -> ClientError:
+    return ClientError({"Error": {"Code": "ConditionalCheckFailedException", "Message": "no"}}, "UpdateItem")
+
+
+def recording(**extra: Any) -> dict[str, Any]:
+    """A machine whose one task increments a counter with dynamodb:updateItem."""
+    task = {
+        "Type": "Task",
+        "Resource": DYNAMODB_UPDATE_ITEM,
+        "Parameters": {
+            "TableName": "items",
+            "Key": {"pk": {"S.$": "States.Format('ITEM#{}', $.id)"}},
+            "UpdateExpression": "ADD n :one",
+            "ExpressionAttributeValues": {":one": {"N": "1"}},
+            "ReturnValues": "UPDATED_NEW",
+        },
+        "ResultPath": "$.updated",
+        "End": True,
+        **extra,
+    }
+    return machine({"Record": task, "Caught": {"Type": "Pass", "End": True}})
+
+
+def test_dynamodb_update_item_calls_the_client_with_the_rendered_parameters() -> None:
+    table = FakeDynamoDB()
+    outcome = Interpreter(recording(), Recorder({}), aws_client=lambda service: table).execute({"id": 7})
+    assert table.calls == [
+        {
+            "TableName": "items",
+            "Key": {"pk": {"S": "ITEM#7"}},
+            "UpdateExpression": "ADD n :one",
+            "ExpressionAttributeValues": {":one": {"N": "1"}},
+            "ReturnValues": "UPDATED_NEW",
+        }
+    ]
+    assert outcome.output == {"id": 7, "updated": {"Attributes": {"n": {"N": "2"}}}}, "no ResponseMetadata"
+
+
+def test_dynamodb_errors_are_named_as_step_functions_names_them_and_caught() -> None:
+    catch = [
+        {"ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"], "ResultPath": "$.e", "Next": "Caught"}
+    ]
+    retry = [
+        {"ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"], "MaxAttempts": 0},
+        {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 2},
+    ]
+    table = FakeDynamoDB(_condition_failed())
+    outcome = Interpreter(
+        recording(Retry=retry, Catch=catch), Recorder({}), aws_client=lambda service: table
+    ).execute({"id": 1})
+    assert len(table.calls) == 1, "MaxAttempts 0: never retried"
+    assert outcome.output["e"]["Error"] == "DynamoDB.ConditionalCheckFailedException"
+    flaky = FakeDynamoDB(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
+    recovered = Interpreter(
+        recording(Retry=retry, Catch=catch), Recorder({}), aws_client=lambda service: flaky, time_scale=0.001
+    ).execute({"id": 1})
+    assert (recovered.status, len(flaky.calls)) == ("SUCCEEDED", 2), "an SDK error is retried by States.ALL"
+    uncaught = FakeDynamoDB(_condition_failed())
+    failed = Interpreter(recording(), Recorder({}), aws_client=lambda service: uncaught).execute({"id": 1})
+    assert failed.error == "DynamoDB.ConditionalCheckFailedException"
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"Key": {}}, r"needs Parameters \['Key', 'TableName'\]"),
+        ({"TableName": "t", "Key": {}, "Item": {}}, r"parameter\(s\) \['Item'\] not supported"),
+    ],
+)
+def test_dynamodb_update_item_parameters_are_checked(parameters: dict[str, Any], message: str) -> None:
+    definition = machine(
+        {"T": {"Type": "Task", "Resource": DYNAMODB_UPDATE_ITEM, "Parameters": parameters, "End": True}}
+    )
+    with pytest.raises(UnsupportedDefinitionError, match=message):
+        check_definition(definition)
 
 
 def test_the_repositorys_state_machines_run_here() -> None:

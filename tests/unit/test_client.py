@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import requests
 from standardwebhooks import Webhook
 
 from asyncgate_client import (
@@ -119,6 +120,47 @@ def api() -> Iterator[FakeApi]:
 def client(api: FakeApi) -> Iterator[Client]:
     with Client(api.url, "key-a", timeout=5.0, backoff=0.01) as c:
         yield c
+
+
+@dataclass
+class VirtualTime:
+    """The client's clock and sleep, virtual: each pause is recorded and moves the clock on, and so does
+    each answer (`per_answer` seconds, its round trip)."""
+
+    per_answer: float = 0.0
+    now: float = 0.0
+    pauses: list[float] = field(default_factory=list)
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+
+    def session(self) -> requests.Session:
+        """A session whose every answer takes `per_answer` of this clock's time."""
+        virtual = self
+
+        class Timed(requests.Session):
+            def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+                response = super().request(*args, **kwargs)
+                virtual.now += virtual.per_answer
+                return response
+
+        return Timed()
+
+
+@pytest.fixture
+def virtual() -> VirtualTime:
+    return VirtualTime()
+
+
+@pytest.fixture
+def timed_client(api: FakeApi, virtual: VirtualTime) -> Iterator[Client]:
+    """A client on virtual time."""
+    with virtual.session() as session:
+        yield Client(api.url, "key-a", timeout=5.0, session=session, clock=virtual.clock, sleep=virtual.sleep)
 
 
 def test_models_parse_camel_case_and_async(api: FakeApi, client: Client) -> None:
@@ -319,7 +361,9 @@ def test_an_unreachable_api_is_a_transport_error() -> None:
     assert caught.value.reason == "Connection refused"
 
 
-def test_wait_follows_changes_and_honours_retry_after(api: FakeApi, client: Client) -> None:
+def test_wait_follows_changes_and_honours_retry_after(
+    api: FakeApi, timed_client: Client, virtual: VirtualTime
+) -> None:
     api.on(
         "GET",
         EXECUTION_PATH,
@@ -329,8 +373,9 @@ def test_wait_follows_changes_and_honours_retry_after(api: FakeApi, client: Clie
         Answer(body=succeeded()),
     )
     changes: list[Execution] = []
+    virtual.per_answer = 0.25
 
-    final = client.wait(EXECUTION_ID, on_change=changes.append)
+    final = timed_client.wait(EXECUTION_ID, on_change=changes.append)
 
     assert final.status is Status.SUCCEEDED
     assert [(c.status, c.progress) for c in changes] == [
@@ -339,19 +384,20 @@ def test_wait_follows_changes_and_honours_retry_after(api: FakeApi, client: Clie
         (Status.SUCCEEDED, 100.0),
     ]
     assert [seen.query["waitSeconds"] for seen in api.seen] == ["20"] * 4
-    gaps = [later.at - earlier.at for earlier, later in zip(api.seen, api.seen[1:], strict=False)]
-    assert gaps[0] < 0.9, "Retry-After: 0 asks for no pause (the bound only allows a loaded machine)"
-    assert gaps[1] >= 0.95
+    # Retry-After: 0 asks for no pause; Retry-After: 1 for a second between asking and asking again,
+    # of which the answer's own round trip took a quarter.
+    assert virtual.pauses == [0.75]
 
 
-def test_wait_raises_timeout_error(api: FakeApi, client: Client) -> None:
+def test_wait_raises_timeout_error(api: FakeApi, timed_client: Client, virtual: VirtualTime) -> None:
     api.on("GET", EXECUTION_PATH, Answer(body=execution("running", 5.0), headers={"Retry-After": "1"}))
 
-    started = time.monotonic()
     with pytest.raises(TimeoutError):
-        client.wait(EXECUTION_ID, timeout=0.5)
+        timed_client.wait(EXECUTION_ID, timeout=0.5)
 
-    assert 0.45 <= time.monotonic() - started < 0.95
+    # It waits out its timeout, not the whole Retry-After, asks once more, and gives up.
+    assert virtual.pauses == [0.5]
+    assert len(api.seen) == 2
     assert {seen.query["waitSeconds"] for seen in api.seen} == {"0"}
 
 

@@ -36,6 +36,7 @@ def _execution() -> Execution:
         now=NOW,
         first_tick_at=NOW + timedelta(seconds=5),
         dispatching=True,
+        reserved_credits=SPEC.price_of({}),
     )
 
 

@@ -28,10 +28,10 @@ class Broken:
     def submit(self, **_: Any) -> Any:
         raise KeyError("a bug in the adapter")
 
-    def poll(self, provider_request_id: str) -> Any:
+    def poll(self, job_ref: str) -> Any:
         raise AttributeError("a bug in the adapter")
 
-    def cancel(self, provider_request_id: str) -> None:
+    def cancel(self, job_ref: str) -> None:
         raise TypeError("a bug in the adapter")
 
 

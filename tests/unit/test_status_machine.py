@@ -38,7 +38,8 @@ def test_no_sequence_of_events_moves_a_terminal_execution(sequence: list[Event])
 
 @given(events)
 def test_every_path_can_still_end_terminal(sequence: list[Event]) -> None:
-    """Whatever happened so far, a timeout (which the poll tick always raises past maxDuration) ends it."""
+    """Whatever happened so far, a timeout (which the poll tick always raises past maxDuration) ends it,
+    and so does giving up (which repeated internal failures always reach)."""
     status = Status.QUEUED
     for event in sequence:
         try:
@@ -47,6 +48,7 @@ def test_every_path_can_still_end_terminal(sequence: list[Event]) -> None:
             continue
     if status not in TERMINAL:
         assert next_status(status, Event.TIMED_OUT) in TERMINAL
+        assert next_status(status, Event.GAVE_UP) in TERMINAL
 
 
 @pytest.mark.parametrize("terminal", sorted(TERMINAL))
@@ -56,7 +58,7 @@ def test_terminal_statuses_have_no_outgoing_transition(terminal: Status, event: 
         next_status(terminal, event)
 
 
-def test_cancel_racing_completion_ends_cancelled_never_charged_as_success() -> None:
+def test_cancel_racing_completion_ends_cancelled() -> None:
     status = next_status(Status.RUNNING, Event.CANCEL)
     assert status is Status.CANCEL_REQUESTED
     assert next_status(status, Event.PROVIDER_SUCCEEDED) is Status.CANCELLED
@@ -76,6 +78,9 @@ def test_queued_cancel_is_immediate_and_cancel_requested_is_idempotent() -> None
         (Status.RUNNING, Event.INCOMPLETE, "PROVIDER_RESPONSE_INCOMPLETE"),
         (Status.RUNNING, Event.TIMED_OUT, "EXECUTION_TIMEOUT"),
         (Status.RUNNING, Event.UNREACHABLE, "PROVIDER_UNREACHABLE"),
+        (Status.QUEUED, Event.GAVE_UP, "INTERNAL_ERROR"),
+        (Status.RUNNING, Event.GAVE_UP, "INTERNAL_ERROR"),
+        (Status.CANCEL_REQUESTED, Event.GAVE_UP, None),
         (Status.CANCEL_REQUESTED, Event.PROVIDER_FAILED, None),
         (Status.RUNNING, Event.PROVIDER_SUCCEEDED, None),
     ],

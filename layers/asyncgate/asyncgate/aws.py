@@ -20,7 +20,14 @@ if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
 # Standard retry mode backs off on throttling; short timeouts keep a stuck call from eating the budget.
-_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+# One client serves every thread of a container (notify's first attempts, the sharded list queries):
+# a pool smaller than those threads drops and reopens connections under load.
+_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 3},
+    connect_timeout=2,
+    read_timeout=5,
+    max_pool_connections=32,
+)
 
 
 @cache

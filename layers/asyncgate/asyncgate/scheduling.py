@@ -34,3 +34,10 @@ class PollScheduler:
             MessageBody=message.model_dump_json(by_alias=True),
             DelaySeconds=sqs_hop_seconds((message.due_at - now).total_seconds()),
         )
+
+    def backlog(self) -> int:
+        """Ticks due and waiting for a consumer (not delayed, not in flight): SQS's approximate count."""
+        answer = self._client.get_queue_attributes(
+            QueueUrl=self._queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        return int(answer["Attributes"]["ApproximateNumberOfMessages"])

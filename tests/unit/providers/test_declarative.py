@@ -466,6 +466,6 @@ def test_a_declarative_provider_takes_no_callbacks(api: FakeApi, session: reques
     assert provider.accepts_callbacks is False
     with pytest.raises(CallbackRejected, match="does not take callbacks"):
         provider.verify_callback(
-            CallbackRequest(body=b'{"id": "48213"}'), provider_request_id="48213", now=datetime.now(UTC)
+            CallbackRequest(body=b'{"id": "48213"}'), job_ref="48213", now=datetime.now(UTC)
         )
     assert api.seen == []

@@ -58,7 +58,10 @@ def test_submit_posts_the_input_to_the_app(api: FakeApi, provider: FalProvider) 
         execution_id="exec-1", provider_model="fal-ai/fast-sdxl", input={"prompt": "a cat", "seed": 3}
     )
 
-    assert job.provider_request_id == REFERENCE
+    assert job.job_ref == REFERENCE
+    assert job.provider_request_id == REFERENCE.rpartition("::")[2], (
+        "the provider's own id, as its logs show it"
+    )
     [seen] = api.seen
     assert seen.method == "POST"
     assert seen.headers["authorization"] == f"Key {KEY}"
@@ -75,8 +78,9 @@ def test_an_endpoint_path_is_submitted_but_polled_at_the_app_root(
     api.on("GET", f"/fal-ai/flux/requests/{request_id}/status", Answer(202, fixture("status_in_queue.json")))
 
     job = provider.submit(execution_id="exec-1", provider_model="fal-ai/flux/dev", input={"prompt": "x"})
-    assert job.provider_request_id == f"fal-ai/flux::{request_id}"
-    assert provider.poll(job.provider_request_id).state is ProviderState.PENDING
+    assert job.job_ref == f"fal-ai/flux::{request_id}"
+    assert job.provider_request_id == request_id
+    assert provider.poll(job.job_ref).state is ProviderState.PENDING
 
 
 def test_without_urls_in_the_answer_the_root_follows_the_documented_rule(
@@ -85,12 +89,12 @@ def test_without_urls_in_the_answer_the_root_follows_the_documented_rule(
     api.on("POST", "/fal-ai/flux/dev", Answer(200, {"request_id": "r-1"}))
     api.on("POST", "/workflows/acme/pipeline/run", Answer(200, {"request_id": "r-2"}))
 
-    assert provider.submit(
-        execution_id="e", provider_model="fal-ai/flux/dev", input={}
-    ).provider_request_id == ("fal-ai/flux::r-1")
+    assert provider.submit(execution_id="e", provider_model="fal-ai/flux/dev", input={}).job_ref == (
+        "fal-ai/flux::r-1"
+    )
     assert provider.submit(
         execution_id="e", provider_model="workflows/acme/pipeline/run", input={}
-    ).provider_request_id == ("workflows/acme/pipeline::r-2")
+    ).job_ref == ("workflows/acme/pipeline::r-2")
 
 
 def test_the_answer_urls_are_rebased_on_the_configured_base(api: FakeApi) -> None:
@@ -104,8 +108,8 @@ def test_the_answer_urls_are_rebased_on_the_configured_base(api: FakeApi) -> Non
     with requests.Session() as session:
         provider = FalProvider(KEY, f"{api.url}/proxy/fal/", session=session)
         job = provider.submit(execution_id="e", provider_model="fal-ai/flux/dev", input={})
-        assert job.provider_request_id == "fal-ai/flux::r-9"
-        assert provider.poll(job.provider_request_id).queue_position == 3
+        assert job.job_ref == "fal-ai/flux::r-9"
+        assert provider.poll(job.job_ref).queue_position == 3
 
 
 @pytest.mark.parametrize("provider_model", ["", "fast-sdxl", "fal-ai//dev", "../etc/passwd", "fal-ai/x?y=1"])
@@ -445,10 +449,8 @@ def test_the_jwks_url_defaults_to_fals() -> None:
 def test_a_signed_webhook_about_the_request_is_accepted(
     api: FakeApi, signer: FalProvider, fal_key: Ed25519PrivateKey
 ) -> None:
-    signer.verify_callback(signed(fal_key), provider_request_id=WEBHOOK_REFERENCE, now=NOW)
-    signer.verify_callback(
-        signed(fal_key, at=NOW - timedelta(minutes=5)), provider_request_id=WEBHOOK_REFERENCE, now=NOW
-    )
+    signer.verify_callback(signed(fal_key), job_ref=WEBHOOK_REFERENCE, now=NOW)
+    signer.verify_callback(signed(fal_key, at=NOW - timedelta(minutes=5)), job_ref=WEBHOOK_REFERENCE, now=NOW)
 
     [fetch] = api.seen
     assert (fetch.method, fetch.path) == ("GET", JWKS_PATH)
@@ -462,8 +464,8 @@ def test_the_keys_are_fetched_again_once_the_cache_has_passed(
     rotated = Ed25519PrivateKey.generate()
     api.on("GET", JWKS_PATH, Answer(200, {"keys": [jwk(fal_key)]}), Answer(200, {"keys": [jwk(rotated)]}))
 
-    signer.verify_callback(signed(fal_key), provider_request_id=WEBHOOK_REFERENCE, now=NOW)
-    signer.verify_callback(signed(rotated), provider_request_id=WEBHOOK_REFERENCE, now=NOW)
+    signer.verify_callback(signed(fal_key), job_ref=WEBHOOK_REFERENCE, now=NOW)
+    signer.verify_callback(signed(rotated), job_ref=WEBHOOK_REFERENCE, now=NOW)
     assert len(api.seen) == 2
 
 
@@ -502,7 +504,7 @@ def test_a_forged_replayed_or_foreign_webhook_is_rejected(
     signer: FalProvider, fal_key: Ed25519PrivateKey, forge: Callable[[Ed25519PrivateKey], CallbackRequest]
 ) -> None:
     with pytest.raises(CallbackRejected):
-        signer.verify_callback(forge(fal_key), provider_request_id=WEBHOOK_REFERENCE, now=NOW)
+        signer.verify_callback(forge(fal_key), job_ref=WEBHOOK_REFERENCE, now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -520,7 +522,7 @@ def test_a_webhook_without_its_headers_is_rejected(
     request = signed(fal_key)
     del request.headers[header]
     with pytest.raises(CallbackRejected):
-        signer.verify_callback(request, provider_request_id=WEBHOOK_REFERENCE, now=NOW)
+        signer.verify_callback(request, job_ref=WEBHOOK_REFERENCE, now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -539,4 +541,4 @@ def test_a_jwks_without_a_usable_key_is_malformed(
     with requests.Session() as session:
         provider = FalProvider(KEY, api.url, session=session, jwks_url=api.url + JWKS_PATH)
         with pytest.raises(ProviderRejected):
-            provider.verify_callback(signed(fal_key), provider_request_id=WEBHOOK_REFERENCE, now=NOW)
+            provider.verify_callback(signed(fal_key), job_ref=WEBHOOK_REFERENCE, now=NOW)

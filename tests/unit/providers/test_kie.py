@@ -89,7 +89,7 @@ def test_submit_sends_create_task(api: FakeApi, kie: KieProvider) -> None:
         provider_model="kling-2.6/text-to-video",
         input={"prompt": "a cat", "duration": "5"},
     )
-    assert job.provider_request_id == "task_kling-2.6_1765182425861"
+    assert job.provider_request_id == job.job_ref == "task_kling-2.6_1765182425861"
     [seen] = api.seen
     assert seen.method == "POST"
     assert seen.path == CREATE_TASK_PATH
@@ -290,7 +290,8 @@ def test_suno_submit_uses_the_generate_api(api: FakeApi, kie: KieProvider) -> No
             "callBackUrl": "https://example.com/ignored",
         },
     )
-    assert job.provider_request_id == "suno::5c79****be8e"
+    assert job.job_ref == "suno::5c79****be8e"
+    assert job.provider_request_id == "5c79****be8e"
     [seen] = api.seen
     assert seen.path == SUNO_GENERATE_PATH
     assert seen.headers["authorization"] == f"Bearer {API_KEY}"
@@ -441,14 +442,10 @@ def test_submit_without_a_callback_url_sends_none(api: FakeApi, kie: KieProvider
 
 
 def test_without_a_key_a_callback_about_the_task_is_accepted_unsigned(kie: KieProvider) -> None:
-    kie.verify_callback(CallbackRequest(body=MARKET_CALLBACK), provider_request_id=MARKET_TASK, now=NOW)
-    kie.verify_callback(
-        CallbackRequest(body=SUNO_CALLBACK), provider_request_id=f"suno::{SUNO_TASK}", now=NOW
-    )
+    kie.verify_callback(CallbackRequest(body=MARKET_CALLBACK), job_ref=MARKET_TASK, now=NOW)
+    kie.verify_callback(CallbackRequest(body=SUNO_CALLBACK), job_ref=f"suno::{SUNO_TASK}", now=NOW)
     # A body naming no task is not refused: the callback URL's token is the only proof there is.
-    kie.verify_callback(
-        CallbackRequest(body=b'{"code": 200, "data": {}}'), provider_request_id=MARKET_TASK, now=NOW
-    )
+    kie.verify_callback(CallbackRequest(body=b'{"code": 200, "data": {}}'), job_ref=MARKET_TASK, now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -464,14 +461,14 @@ def test_without_a_key_a_foreign_or_malformed_callback_is_rejected(
     kie: KieProvider, body: bytes, reference: str
 ) -> None:
     with pytest.raises(CallbackRejected):
-        kie.verify_callback(CallbackRequest(body=body), provider_request_id=reference, now=NOW)
+        kie.verify_callback(CallbackRequest(body=body), job_ref=reference, now=NOW)
 
 
 def test_with_a_key_a_signed_callback_is_accepted(signing_kie: KieProvider) -> None:
-    signing_kie.verify_callback(kie_signed(), provider_request_id=MARKET_TASK, now=NOW)
+    signing_kie.verify_callback(kie_signed(), job_ref=MARKET_TASK, now=NOW)
     signing_kie.verify_callback(
         kie_signed(SUNO_CALLBACK, task_id=SUNO_TASK, at=NOW + timedelta(minutes=5)),
-        provider_request_id=f"suno::{SUNO_TASK}",
+        job_ref=f"suno::{SUNO_TASK}",
         now=NOW,
     )
 
@@ -493,7 +490,7 @@ def test_with_a_key_a_forged_replayed_or_foreign_callback_is_rejected(
     signing_kie: KieProvider, request_: CallbackRequest, reference: str
 ) -> None:
     with pytest.raises(CallbackRejected):
-        signing_kie.verify_callback(request_, provider_request_id=reference, now=NOW)
+        signing_kie.verify_callback(request_, job_ref=reference, now=NOW)
 
 
 @pytest.mark.parametrize("header", ["x-webhook-timestamp", "x-webhook-signature"])
@@ -501,7 +498,7 @@ def test_with_a_key_a_callback_without_its_headers_is_rejected(signing_kie: KieP
     request = kie_signed()
     del request.headers[header]
     with pytest.raises(CallbackRejected):
-        signing_kie.verify_callback(request, provider_request_id=MARKET_TASK, now=NOW)
+        signing_kie.verify_callback(request, job_ref=MARKET_TASK, now=NOW)
 
 
 def test_the_webhook_key_comes_from_the_environment_or_a_parameter(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -522,9 +519,9 @@ def test_build_reads_the_webhook_key_at_each_callback(monkeypatch: pytest.Monkey
     built = build(API_KEY, "http://127.0.0.1:9")
     monkeypatch.delenv("KIE_WEBHOOK_HMAC_KEY", raising=False)
     monkeypatch.delenv("KIE_WEBHOOK_HMAC_KEY_PARAMETER", raising=False)
-    built.verify_callback(CallbackRequest(body=MARKET_CALLBACK), provider_request_id=MARKET_TASK, now=NOW)
+    built.verify_callback(CallbackRequest(body=MARKET_CALLBACK), job_ref=MARKET_TASK, now=NOW)
 
     monkeypatch.setenv("KIE_WEBHOOK_HMAC_KEY", HMAC_KEY)
     with pytest.raises(CallbackRejected):
-        built.verify_callback(CallbackRequest(body=MARKET_CALLBACK), provider_request_id=MARKET_TASK, now=NOW)
-    built.verify_callback(kie_signed(), provider_request_id=MARKET_TASK, now=NOW)
+        built.verify_callback(CallbackRequest(body=MARKET_CALLBACK), job_ref=MARKET_TASK, now=NOW)
+    built.verify_callback(kie_signed(), job_ref=MARKET_TASK, now=NOW)

@@ -281,7 +281,7 @@ def test_openai_takes_no_callbacks(api: FakeApi, provider: OpenAIProvider) -> No
     with pytest.raises(CallbackRejected, match="does not take callbacks"):
         provider.verify_callback(
             CallbackRequest(body=json.dumps(fixture("retrieve_completed.json")).encode()),
-            provider_request_id="resp_1",
+            job_ref="resp_1",
             now=datetime.now(UTC),
         )
     assert api.seen == []

@@ -387,10 +387,10 @@ def test_submit_without_a_callback_url_asks_for_no_webhook(api: FakeApi, provide
 def test_a_signed_webhook_about_the_prediction_is_accepted(
     signing: FakeApi, provider: ReplicateProvider
 ) -> None:
-    provider.verify_callback(webhook(PREDICTION_BODY), provider_request_id=PREDICTION_ID, now=NOW)
+    provider.verify_callback(webhook(PREDICTION_BODY), job_ref=PREDICTION_ID, now=NOW)
     # A retry of the same delivery, a minute later, with the secret fetched once.
     provider.verify_callback(
-        webhook(PREDICTION_BODY, at=NOW + timedelta(minutes=1)), provider_request_id=PREDICTION_ID, now=NOW
+        webhook(PREDICTION_BODY, at=NOW + timedelta(minutes=1)), job_ref=PREDICTION_ID, now=NOW
     )
 
     [fetch] = signing.seen
@@ -403,16 +403,14 @@ def test_any_of_several_signatures_may_match(signing: FakeApi, provider: Replica
     request = webhook(PREDICTION_BODY)
     forged = Webhook("whsec_" + base64.b64encode(b"x" * 24).decode()).sign("msg", NOW, "{}")
     request.headers["webhook-signature"] = f"{forged} {request.headers['webhook-signature']}"
-    provider.verify_callback(request, provider_request_id=PREDICTION_ID, now=NOW)
+    provider.verify_callback(request, job_ref=PREDICTION_ID, now=NOW)
 
 
 @pytest.mark.parametrize("age", [timedelta(minutes=5), -timedelta(minutes=5)])
 def test_the_replay_window_is_five_minutes_each_way(
     signing: FakeApi, provider: ReplicateProvider, age: timedelta
 ) -> None:
-    provider.verify_callback(
-        webhook(PREDICTION_BODY, at=NOW - age), provider_request_id=PREDICTION_ID, now=NOW
-    )
+    provider.verify_callback(webhook(PREDICTION_BODY, at=NOW - age), job_ref=PREDICTION_ID, now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -456,7 +454,7 @@ def test_a_forged_replayed_or_foreign_webhook_is_rejected(
     signing: FakeApi, provider: ReplicateProvider, forge: Callable[[], CallbackRequest]
 ) -> None:
     with pytest.raises(CallbackRejected):
-        provider.verify_callback(forge(), provider_request_id=PREDICTION_ID, now=NOW)
+        provider.verify_callback(forge(), job_ref=PREDICTION_ID, now=NOW)
 
 
 @pytest.mark.parametrize("header", ["webhook-id", "webhook-timestamp", "webhook-signature"])
@@ -466,16 +464,14 @@ def test_a_webhook_without_its_headers_is_rejected(
     request = webhook(PREDICTION_BODY)
     del request.headers[header]
     with pytest.raises(CallbackRejected):
-        provider.verify_callback(request, provider_request_id=PREDICTION_ID, now=NOW)
+        provider.verify_callback(request, job_ref=PREDICTION_ID, now=NOW)
 
 
 def test_an_unsigned_webhook_is_rejected_without_fetching_the_secret(
     signing: FakeApi, provider: ReplicateProvider
 ) -> None:
     with pytest.raises(CallbackRejected):
-        provider.verify_callback(
-            CallbackRequest(body=PREDICTION_BODY), provider_request_id=PREDICTION_ID, now=NOW
-        )
+        provider.verify_callback(CallbackRequest(body=PREDICTION_BODY), job_ref=PREDICTION_ID, now=NOW)
     assert signing.seen == []
 
 
@@ -490,8 +486,8 @@ def test_a_secret_that_cannot_be_fetched_is_a_provider_error_and_is_asked_again(
         Answer(200, fixture("webhook_secret.json")),
     )
     with pytest.raises(ProviderUnavailable):
-        provider.verify_callback(webhook(PREDICTION_BODY), provider_request_id=PREDICTION_ID, now=NOW)
+        provider.verify_callback(webhook(PREDICTION_BODY), job_ref=PREDICTION_ID, now=NOW)
     with pytest.raises(ProviderRejected):
-        provider.verify_callback(webhook(PREDICTION_BODY), provider_request_id=PREDICTION_ID, now=NOW)
-    provider.verify_callback(webhook(PREDICTION_BODY), provider_request_id=PREDICTION_ID, now=NOW)
+        provider.verify_callback(webhook(PREDICTION_BODY), job_ref=PREDICTION_ID, now=NOW)
+    provider.verify_callback(webhook(PREDICTION_BODY), job_ref=PREDICTION_ID, now=NOW)
     assert len(api.seen) == 3

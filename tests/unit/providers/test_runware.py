@@ -86,7 +86,8 @@ def test_submit_sends_one_async_task(api: FakeApi, runware: RunwareProvider) -> 
         provider_model="videoInference/klingai:5@3",
         input={"positivePrompt": "a cat", "duration": 5, "width": 1920, "height": 1080},
     )
-    assert job.provider_request_id == f"{TASK}::1"
+    assert job.job_ref == f"{TASK}::1"
+    assert job.provider_request_id == TASK, "the taskUUID, as Runware's own logs show it"
     [seen] = api.seen
     assert seen.method == "POST"
     assert seen.path == TASKS_PATH
@@ -125,7 +126,7 @@ def test_submit_task_type_from_input_and_default(api: FakeApi, runware: RunwareP
 def test_submit_remembers_the_batch_size(api: FakeApi, runware: RunwareProvider) -> None:
     api.on("POST", TASKS_PATH, Answer(200, fixture("submit_ack.json")))
     job = runware.submit(execution_id=TASK, provider_model="runware:101@1", input={"numberResults": 4})
-    assert job.provider_request_id == f"{TASK}::4"
+    assert job.job_ref == f"{TASK}::4"
 
 
 def test_submit_with_bad_batch_size_is_refused_before_sending(api: FakeApi, runware: RunwareProvider) -> None:
@@ -362,9 +363,7 @@ def test_submit_without_a_callback_url_names_no_webhook(api: FakeApi, runware: R
     ],
 )
 def test_a_callback_about_the_task_is_accepted(runware: RunwareProvider, body: Any) -> None:
-    runware.verify_callback(
-        CallbackRequest(body=json.dumps(body).encode()), provider_request_id=REFERENCE, now=NOW
-    )
+    runware.verify_callback(CallbackRequest(body=json.dumps(body).encode()), job_ref=REFERENCE, now=NOW)
 
 
 def other_task(body: Any) -> bytes:
@@ -396,4 +395,4 @@ def other_task(body: Any) -> bytes:
 )
 def test_a_foreign_or_malformed_callback_is_rejected(runware: RunwareProvider, raw: bytes) -> None:
     with pytest.raises(CallbackRejected):
-        runware.verify_callback(CallbackRequest(body=raw), provider_request_id=REFERENCE, now=NOW)
+        runware.verify_callback(CallbackRequest(body=raw), job_ref=REFERENCE, now=NOW)

@@ -54,7 +54,7 @@ def test_submit_without_a_callback_url_sends_none(api: FakeApi, provider: SimPro
 @pytest.mark.parametrize("status", ["succeeded", "failed", "cancelled"])
 def test_a_callback_about_the_job_is_accepted(provider: SimProvider, status: str) -> None:
     body = json.dumps({"id": JOB, "status": status}).encode()
-    provider.verify_callback(CallbackRequest(body=body), provider_request_id=JOB, now=NOW)
+    provider.verify_callback(CallbackRequest(body=body), job_ref=JOB, now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -69,4 +69,4 @@ def test_a_callback_about_the_job_is_accepted(provider: SimProvider, status: str
 )
 def test_a_foreign_or_malformed_callback_is_rejected(provider: SimProvider, body: bytes) -> None:
     with pytest.raises(CallbackRejected):
-        provider.verify_callback(CallbackRequest(body=body), provider_request_id=JOB, now=NOW)
+        provider.verify_callback(CallbackRequest(body=body), job_ref=JOB, now=NOW)

@@ -7,7 +7,7 @@ import base64
 import binascii
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -33,6 +33,7 @@ MAX_BODY_BYTES = 256 * 1024
 JSON = "application/json"
 
 Model = TypeVar("Model", bound=BaseModel)
+ApiHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 # Resolved keys, per container: key hash -> (principal, monotonic expiry). Bounded by eviction.
 _principals: dict[str, tuple[Principal, float]] = {}
@@ -90,17 +91,19 @@ def build_resolver() -> APIGatewayHttpResolver:
     return app
 
 
-def http_handler(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+def http_handler(app: APIGatewayHttpResolver) -> ApiHandler:
     """The Lambda entry point of an API function: Powertools' logging context (never the event: it may
-    hold keys), tracing and metrics around the resolver."""
+    hold keys), tracing (never the answer: it may hold webhook secrets and presigned URLs) and metrics
+    around the resolver."""
 
     @logger.inject_lambda_context(clear_state=True)
-    @tracer.capture_lambda_handler
+    @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return app.resolve(event, context)
 
-    return lambda_handler
+    # Powertools types its decorators given options as returning Any.
+    return cast("ApiHandler", lambda_handler)
 
 
 def _presented_key(app: APIGatewayHttpResolver) -> str | None:
@@ -210,11 +213,16 @@ def parse_query(app: APIGatewayHttpResolver, model: type[Model]) -> Model:
         raise ValidationFailed("query validation failed", validation_errors(error, "query")) from None
 
 
-def remaining_deadline(app: APIGatewayHttpResolver, safety_seconds: float = 2.0) -> float:
-    """A monotonic deadline a little before the function's own time limit."""
+def remaining_seconds(app: APIGatewayHttpResolver, safety_seconds: float = 2.0) -> float:
+    """The seconds left before a little before the function's own time limit."""
     context = app.lambda_context
     remaining = context.get_remaining_time_in_millis() / 1000 if context else 30.0
-    return time.monotonic() + max(0.0, remaining - safety_seconds)
+    return max(0.0, remaining - safety_seconds)
+
+
+def remaining_deadline(app: APIGatewayHttpResolver, safety_seconds: float = 2.0) -> float:
+    """A monotonic deadline a little before the function's own time limit."""
+    return time.monotonic() + remaining_seconds(app, safety_seconds)
 
 
 def public_url(app: APIGatewayHttpResolver, settings: Settings) -> str | None:

@@ -245,6 +245,34 @@ class CancelAnswer(WireModel):
     execution: ExecutionView
 
 
+class PriceTermView(WireModel):
+    # The input's path in `input`, dotted into nested objects (`sim.outputs`).
+    input: str
+    credits: Number
+    per: Number
+
+
+class PriceView(WireModel):
+    # What a job costs with the input schema's defaults (for a flat price, the price): the contract's
+    # figure, what existing clients read.
+    credits: Number
+    # What every job costs; each term adds its `credits` for every `per` units (started ones counted
+    # whole) of its input, an input left out counting at its schema's default.
+    base: Number
+    per_input: list[PriceTermView]
+
+    @classmethod
+    def of(cls, spec: ModelSpec) -> PriceView:
+        return cls(
+            credits=spec.price_of({}),
+            base=spec.price.credits,
+            per_input=[
+                PriceTermView(input=term.input, credits=term.credits, per=term.per)
+                for term in spec.price.per_input
+            ],
+        )
+
+
 class ModelView(WireModel):
     model: str
     provider: str
@@ -252,7 +280,7 @@ class ModelView(WireModel):
     cancel: bool
     expected_duration_seconds: Number
     max_duration_seconds: Number
-    price: CostView
+    price: PriceView
     # The JSON Schema `input` must satisfy (submit answers 422 otherwise); null when any object goes.
     input_schema: dict[str, Any] | None
 
@@ -265,7 +293,7 @@ class ModelView(WireModel):
             cancel=spec.cancel,
             expected_duration_seconds=spec.expected_duration_seconds,
             max_duration_seconds=spec.max_duration_seconds,
-            price=CostView(credits=spec.price.credits),
+            price=PriceView.of(spec),
             input_schema=spec.input_schema,
         )
 

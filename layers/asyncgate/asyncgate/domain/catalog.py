@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -10,14 +11,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+# Re-exported (the `as` says so to mypy): credit amounts were typed here first and are imported from here.
+from asyncgate.domain.pricing import Number as Number  # noqa: PLC0414
+from asyncgate.domain.pricing import Price, UnboundedPrice
 from asyncgate.domain.schedule import PollPlan
-
-# Whole numbers stay whole on the wire (`"credits": 10`, as the contract writes them), fractions stay.
-Number = int | float
-
-
-class Price(BaseModel):
-    credits: Number = Field(ge=0)
 
 
 class ProviderDefaults(BaseModel):
@@ -57,6 +54,18 @@ class ModelSpec(ProviderDefaults):
 
             Draft202012Validator.check_schema(schema)
         return schema
+
+    @model_validator(mode="after")
+    def _price_bounded_by_schema(self) -> ModelSpec:
+        try:
+            self.price.check_bounded(self.input_schema)
+        except UnboundedPrice as error:
+            raise ValueError(f"model {self.model!r}: {error}") from None
+        return self
+
+    def price_of(self, input: Mapping[str, Any]) -> Number:
+        """What a job with this (validated) input costs: `{}` prices the schema's defaults."""
+        return self.price.of(input, self.input_schema)
 
     def input_errors(self, input: dict[str, Any]) -> list[dict[str, str]]:
         """Where `input` breaks the model's schema (the contract's `details.errors`), none without one."""
@@ -102,6 +111,16 @@ class Catalog(BaseModel):
                 spec = DeclarativeSpec.model_validate(described)
                 if spec.name != name:
                     raise ValueError(f"httpProviders.{name} describes a provider named {spec.name!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _pass_through_prices_are_flat(self) -> Catalog:
+        """A pass-through id has no input schema, so nothing bounds a price by its input."""
+        for name, defaults in self.providers.items():
+            try:
+                defaults.price.check_bounded(None)
+            except UnboundedPrice as error:
+                raise ValueError(f"providers.{name}: {error}") from None
         return self
 
     def get(self, model: str) -> ModelSpec | None:

@@ -26,7 +26,10 @@ _FAILURE_MESSAGES = {
     "PROVIDER_RESPONSE_INCOMPLETE": "the provider reported completion without the expected output",
     "EXECUTION_TIMEOUT": "the execution ran past the model's maxDurationSeconds",
     "PROVIDER_UNREACHABLE": "the provider could not be reached within the error budget",
+    "INTERNAL_ERROR": "the gateway could not finish the execution after repeated internal failures",
 }
+# error.message is bounded (a provider's error text can be any size; the item holds 400 KB in all).
+MAX_ERROR_MESSAGE = 1024
 
 
 class OutputRef(BaseModel):
@@ -107,13 +110,20 @@ class Execution(BaseModel):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     updated_at: datetime
+    # The provider's own id of the job (what its logs and dashboard show).
     provider_request_id: str | None = None
+    # What the adapter needs to find the job again (poll, cancel, callbacks) when that is more than the
+    # provider's id (fal: the app's root with it); None when the id is enough.
+    provider_job_ref: str | None = None
     result: Result | None = None
     error: ExecutionError | None = None
     poll_count: int = 0
     consecutive_errors: int = 0
+    # Ticks in a row that failed inside the gateway (an exception, a lost tick the sweeper re-armed);
+    # reset by every tick that completes. Past a bound the execution ends INTERNAL_ERROR.
+    failed_ticks: int = 0
     cost: Cost | None = None
-    # The credits reserved at submit (the model's price then): held until the terminal transition
+    # The credits reserved at submit (the price of its input then): held until the terminal transition
     # settles the cost from them and gives back the rest.
     reserved_credits: Number = 0
     metadata: dict[str, str] = Field(default_factory=dict)
@@ -142,6 +152,11 @@ class Execution(BaseModel):
     def terminal(self) -> bool:
         return self.status.terminal
 
+    @property
+    def job_ref(self) -> str | None:
+        """How the provider's adapter names the job in its calls."""
+        return self.provider_job_ref or self.provider_request_id
+
 
 def new_tick_id() -> str:
     return uuid.uuid4().hex
@@ -159,6 +174,7 @@ def new_execution(
     now: datetime,
     first_tick_at: datetime,
     dispatching: bool,
+    reserved_credits: Number,
     callback_base: str | None = None,
 ) -> Execution:
     webhook = WebhookConfig(
@@ -180,7 +196,7 @@ def new_execution(
         webhook=webhook,
         next_poll_at=first_tick_at,
         dispatch_started_at=now if dispatching else None,
-        reserved_credits=spec.price.credits,
+        reserved_credits=reserved_credits,
         callback_base=callback_base,
     )
 
@@ -197,16 +213,32 @@ def claimed_for_dispatch(execution: Execution, *, now: datetime) -> Execution:
     return _bookkeeping(execution, now, dispatch_started_at=now, tick_id=new_tick_id(), next_poll_at=now)
 
 
-def rearmed(execution: Execution, *, now: datetime) -> Execution:
-    """A live execution given a tick due now (its own was lost, or a provider called back): the new id
-    retires any message left."""
-    return _bookkeeping(execution, now, tick_id=new_tick_id(), next_poll_at=now)
+def rearmed(execution: Execution, *, now: datetime, tick_lost: bool = False) -> Execution:
+    """A live execution given a tick due now (a provider called back, or its own tick was lost): the
+    new id retires any message left. A lost tick counts as a failed one (its handler may have died)."""
+    failed = execution.failed_ticks + 1 if tick_lost else execution.failed_ticks
+    return _bookkeeping(execution, now, tick_id=new_tick_id(), next_poll_at=now, failed_ticks=failed)
+
+
+def retried_after_failure(execution: Execution, *, now: datetime, at: datetime) -> Execution:
+    """A live execution whose tick failed inside the gateway: one more failed tick counted, and a new
+    tick due `at` (a backoff), which retires the failed one."""
+    return _bookkeeping(
+        execution, now, failed_ticks=execution.failed_ticks + 1, tick_id=new_tick_id(), next_poll_at=at
+    )
 
 
 def called_back_early(execution: Execution, *, now: datetime) -> Execution:
     """A queued execution whose provider called back before its dispatch was recorded: the dispatch,
     when it records, plans its first poll at once instead of waiting for a callback already spent."""
     return _bookkeeping(execution, now, early_callback=True)
+
+
+def charged_for(status: Status, event: Event) -> bool:
+    """What succeeded costs what was reserved for it at submit; so does a cancelled execution whose
+    provider had already finished the job (it is cancelled with its result: the provider billed for it).
+    Nothing else is charged."""
+    return status is Status.SUCCEEDED or (status is Status.CANCELLED and event is Event.PROVIDER_SUCCEEDED)
 
 
 def advance(
@@ -225,6 +257,8 @@ def advance(
     """
     status = next_status(execution.status, event)
     update: dict[str, Any] = {
+        # A transition is progress: whatever run of failed ticks came before it is over.
+        "failed_ticks": 0,
         **changes,
         "status": status,
         "version": execution.version + 1,
@@ -238,16 +272,19 @@ def advance(
             "queue_position": None,
             "eta_seconds": None,
         }
-        # What succeeded costs what was reserved for it at submit; nothing else is charged.
-        update["cost"] = Cost(credits=execution.reserved_credits if status is Status.SUCCEEDED else 0)
+        charged = charged_for(status, event)
+        update["cost"] = Cost(credits=execution.reserved_credits if charged else 0)
         if status is Status.SUCCEEDED:
             update["progress"] = 100.0
+        if status is Status.CANCELLED and not charged:
+            # A result on a cancelled execution says the provider finished (and billed) the job.
+            update["result"] = None
     if status is Status.FAILED:
         code = FAILURE_CODES[event]
         failure = failure or Failure()
         update["error"] = ExecutionError(
             code=code,
-            message=failure.message or _FAILURE_MESSAGES[code],
+            message=(failure.message or _FAILURE_MESSAGES[code])[:MAX_ERROR_MESSAGE],
             provider_status=failure.provider_status,
             provider_body=failure.provider_body,
         )

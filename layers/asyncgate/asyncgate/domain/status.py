@@ -37,7 +37,9 @@ class Event(StrEnum):
     TIMED_OUT = "timed_out"  # past the model's maxDurationSeconds
     UNREACHABLE = "unreachable"  # poll errors past the model's error budget
     CANCEL = "cancel"  # the client asked to cancel
-    CANCEL_CONFIRMED = "cancel_confirmed"  # the provider cannot cancel: we stop following the job
+    # The gateway could not finish the execution after repeated internal failures (ticks that kept
+    # failing, a write that can never succeed): it ends, refunded, instead of looping for ever.
+    GAVE_UP = "gave_up"
 
 
 # Error code written into execution.error when an event fails an execution.
@@ -48,6 +50,7 @@ FAILURE_CODES: dict[Event, str] = {
     Event.INCOMPLETE: "PROVIDER_RESPONSE_INCOMPLETE",
     Event.TIMED_OUT: "EXECUTION_TIMEOUT",
     Event.UNREACHABLE: "PROVIDER_UNREACHABLE",
+    Event.GAVE_UP: "INTERNAL_ERROR",
 }
 
 _FINISHING_EVENTS = (
@@ -57,6 +60,7 @@ _FINISHING_EVENTS = (
     Event.INCOMPLETE,
     Event.TIMED_OUT,
     Event.UNREACHABLE,
+    Event.GAVE_UP,
 )
 
 TRANSITIONS: dict[tuple[Status, Event], Status] = {
@@ -65,6 +69,7 @@ TRANSITIONS: dict[tuple[Status, Event], Status] = {
     (Status.QUEUED, Event.CANCEL): Status.CANCELLED,
     (Status.QUEUED, Event.TIMED_OUT): Status.FAILED,
     (Status.QUEUED, Event.UNREACHABLE): Status.FAILED,
+    (Status.QUEUED, Event.GAVE_UP): Status.FAILED,
     (Status.RUNNING, Event.PROGRESSED): Status.RUNNING,
     (Status.RUNNING, Event.PROVIDER_SUCCEEDED): Status.SUCCEEDED,
     (Status.RUNNING, Event.PROVIDER_FAILED): Status.FAILED,
@@ -73,11 +78,12 @@ TRANSITIONS: dict[tuple[Status, Event], Status] = {
     (Status.RUNNING, Event.INCOMPLETE): Status.FAILED,
     (Status.RUNNING, Event.TIMED_OUT): Status.FAILED,
     (Status.RUNNING, Event.UNREACHABLE): Status.FAILED,
+    (Status.RUNNING, Event.GAVE_UP): Status.FAILED,
     (Status.RUNNING, Event.CANCEL): Status.CANCEL_REQUESTED,
     (Status.CANCEL_REQUESTED, Event.PROGRESSED): Status.CANCEL_REQUESTED,
     (Status.CANCEL_REQUESTED, Event.CANCEL): Status.CANCEL_REQUESTED,
-    (Status.CANCEL_REQUESTED, Event.CANCEL_CONFIRMED): Status.CANCELLED,
-    # Once cancel was asked, however the provider ends the job it is cancelled and never charged.
+    # Once cancel was asked, however the job ends it is cancelled; it is charged only when the provider
+    # had finished it (execution.charged_for).
     **{(Status.CANCEL_REQUESTED, event): Status.CANCELLED for event in _FINISHING_EVENTS},
 }
 

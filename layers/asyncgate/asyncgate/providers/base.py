@@ -41,7 +41,16 @@ class Output(BaseModel):
 class ProviderJob(BaseModel):
     """The provider accepted a submit."""
 
+    # The provider's own id of the job, as its logs and dashboard show it.
     provider_request_id: str
+    # How the adapter names the job in its later calls when the id alone is not enough (fal: the app's
+    # root with it); None when it is the id.
+    reference: str | None = None
+
+    @property
+    def job_ref(self) -> str:
+        """What `poll`, `cancel` and `verify_callback` are given for this job."""
+        return self.reference or self.provider_request_id
 
 
 class PollResult(BaseModel):
@@ -67,6 +76,12 @@ class ProviderError(Exception):
 
 class ProviderRejected(ProviderError):
     """The provider answered with a 4xx/5xx that is its final word on this request (not worth retrying)."""
+
+
+class ProviderMalformed(ProviderRejected):
+    """A 2xx answer that is not what the provider documents (a proxy's error page, a truncated body). A
+    submit answered so is refused like any other (the job's id is unknown); a poll answered so says
+    nothing of the job, so it is tried again within the model's error budget."""
 
 
 class ProviderUnavailable(ProviderError):
@@ -121,16 +136,16 @@ class Provider(Protocol):
         (no answer)."""
         ...
 
-    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+    def verify_callback(self, request: CallbackRequest, *, job_ref: str, now: datetime) -> None:
         """Check that a callback is the provider's, about this job: its signature where the provider
         signs (raises CallbackRejected otherwise). The callback's body is never trusted for the job's
         state: a verified callback only makes the gateway poll now."""
         ...
 
-    def poll(self, provider_request_id: str) -> PollResult:
+    def poll(self, job_ref: str) -> PollResult:
         """Read the job's state. Raises ProviderUnavailable for transient failures."""
         ...
 
-    def cancel(self, provider_request_id: str) -> None:
+    def cancel(self, job_ref: str) -> None:
         """Ask the provider to stop the job. Raises ProviderError when the request fails."""
         ...

@@ -242,17 +242,17 @@ class DeclarativeProvider:
             raise self._http.malformed(response, "submit")
         return ProviderJob(provider_request_id=str(job_id))
 
-    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+    def verify_callback(self, request: CallbackRequest, *, job_ref: str, now: datetime) -> None:
         raise CallbackRejected(f"{self.name} does not take callbacks")
 
-    def poll(self, provider_request_id: str) -> PollResult:
-        response = self._send_for_job(self._spec.poll, provider_request_id)
+    def poll(self, job_ref: str) -> PollResult:
+        response = self._send_for_job(self._spec.poll, job_ref)
         return self._http.parsed(response, "poll", lambda body: poll_result(self._spec.poll, body))
 
-    def cancel(self, provider_request_id: str) -> None:
+    def cancel(self, job_ref: str) -> None:
         if self._spec.cancel is None:
             raise ProviderRejected(f"{self.name} cannot cancel a job")
-        response = self._send_for_job(self._spec.cancel, provider_request_id)
+        response = self._send_for_job(self._spec.cancel, job_ref)
         self._http.checked(response, "cancel")
 
     def _send_for_job(self, request: RequestSpec, job_id: str) -> requests.Response:

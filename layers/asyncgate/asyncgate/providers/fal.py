@@ -13,8 +13,9 @@ https://fal.ai/docs/api-reference/inference-api).
   leading `workflows/` or `comfy/` namespace): fal says to use the `status_url`/`response_url`/
   `cancel_url` of the submit answer rather than build them. The adapter takes that root from the
   answer's `response_url` (falling back on the documented owner/app rule), re-based on the configured
-  base URL so `ASYNCGATE_FAL_URL` points everything at a fake, and keeps it in the provider request id:
-  `<app root>::<request id>`, e.g. `fal-ai/flux::80e732af-...`.
+  base URL so `ASYNCGATE_FAL_URL` points everything at a fake, and keeps it in the job's reference
+  `<app root>::<request id>`, e.g. `fal-ai/flux::80e732af-...` (the execution's `providerRequestId` is
+  fal's own request id).
 - Poll: `GET {base}/{root}/requests/{id}/status?logs=1`; on `COMPLETED`, `GET {base}/{root}/requests/{id}`
   for the result. fal answers the result call with the model's own status and body, so a failed request
   shows there: a fal error body (`detail`, `error_type`) on a non-2xx answer is the job's failure.
@@ -114,9 +115,9 @@ class FalProvider:
         if not isinstance(request_id, str) or not request_id or SEPARATOR in request_id:
             raise self._http.malformed(response, "submit")
         root = self._root_from_answer(body.get("response_url"), request_id) or _app_root(segments)
-        return ProviderJob(provider_request_id=f"{root}{SEPARATOR}{request_id}")
+        return ProviderJob(provider_request_id=request_id, reference=f"{root}{SEPARATOR}{request_id}")
 
-    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+    def verify_callback(self, request: CallbackRequest, *, job_ref: str, now: datetime) -> None:
         """fal's ED25519 signature by one of its published keys, a timestamp within five minutes of `now`,
         and a request id (the signed header's, and the body's when it has one) that is this job's."""
         request_id = required_header(request, "x-fal-webhook-request-id", "fal")
@@ -133,14 +134,14 @@ class FalProvider:
         ).encode()
         if not any(_signed_by(key, signature, message) for key in self._public_keys()):
             raise CallbackRejected("fal callback signature does not match")
-        _, _, ours = provider_request_id.rpartition(SEPARATOR)
+        _, _, ours = job_ref.rpartition(SEPARATOR)
         check_job(request_id, ours, "fal")
         body = json_object(request, "fal")
         if "request_id" in body:
             check_job(body["request_id"], ours, "fal")
 
-    def poll(self, provider_request_id: str) -> PollResult:
-        request_path = _request_path(provider_request_id)
+    def poll(self, job_ref: str) -> PollResult:
+        request_path = _request_path(job_ref)
         response = self._http.request("GET", request_path + "/status", params={"logs": "1"})
         status = self._http.json(response, "poll")
         try:
@@ -159,8 +160,8 @@ class FalProvider:
             return PollResult(state=ProviderState.FAILED, raw=status, error_message=_message(status["error"]))
         return self._result(request_path, status)
 
-    def cancel(self, provider_request_id: str) -> None:
-        response = self._http.request("PUT", _request_path(provider_request_id) + "/cancel")
+    def cancel(self, job_ref: str) -> None:
+        response = self._http.request("PUT", _request_path(job_ref) + "/cancel")
         self._http.checked(response, "cancel")
         try:
             answer = response.json()
@@ -254,11 +255,11 @@ def _app_root(segments: list[str]) -> str:
     return "/".join(segments[:3] if segments[0] in APP_NAMESPACES else segments[:2])
 
 
-def _request_path(provider_request_id: str) -> str:
-    root, _, request_id = provider_request_id.rpartition(SEPARATOR)
+def _request_path(job_ref: str) -> str:
+    root, _, request_id = job_ref.rpartition(SEPARATOR)
     segments = root.split("/")
     if not request_id or len(segments) < 2 or not all(_SEGMENT.fullmatch(segment) for segment in segments):
-        raise ProviderRejected(f"not a fal request reference: {provider_request_id!r}")
+        raise ProviderRejected(f"not a fal request reference: {job_ref!r}")
     return f"/{root}/requests/{quote(request_id, safe='')}"
 
 

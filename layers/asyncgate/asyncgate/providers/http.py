@@ -16,9 +16,11 @@ from functools import cache
 from typing import Any, TypeVar
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
-from asyncgate.providers.base import ProviderRejected, ProviderUnavailable
+from asyncgate import budget
+from asyncgate.providers.base import ProviderMalformed, ProviderRejected, ProviderUnavailable
 
 Parsed = TypeVar("Parsed")
 # Messages taken from a provider's answer are kept this short in errors.
@@ -32,6 +34,8 @@ class Malformed(ValueError):
 # (connect, read): a little over a TCP retransmit window to connect; providers answer submit and status
 # calls in well under a minute (generation itself is asynchronous).
 DEFAULT_TIMEOUT = (3.05, 30.0)
+# A call is not started with less than this left of its invocation's budget: it could not finish.
+MIN_CALL_SECONDS = 1.0
 
 
 @cache
@@ -82,7 +86,14 @@ class ProviderHttp:
     ) -> requests.Response:
         """Send one request to a path under the configured base URL: never to a URL a provider's answer
         names, so every call stays on the configured host. Raises ProviderUnavailable when there is no
-        answer, ProviderRejected for a request that cannot be sent (a configuration fault)."""
+        answer, or no time left in the invocation's budget to wait for one (then nothing is sent),
+        ProviderRejected for a request that cannot be sent (a configuration fault)."""
+        connect, read = self._timeout
+        left = budget.seconds_left(connect + read)
+        if left < MIN_CALL_SECONDS:
+            raise ProviderUnavailable(f"{self.provider} not called: no time left in this invocation")
+        # Each wait, and the exchange as a whole, fits in what the invocation has left.
+        timeout = urllib3.Timeout(connect=min(connect, left), read=min(read, left), total=left)
         try:
             return self._session.request(
                 method,
@@ -90,7 +101,7 @@ class ProviderHttp:
                 json=json,
                 params=params,
                 headers={**self._headers, **(headers or {})},
-                timeout=self._timeout,
+                timeout=timeout,  # type: ignore[arg-type]  # requests takes urllib3's Timeout as it is
                 allow_redirects=False,
             )
         except (
@@ -136,8 +147,8 @@ class ProviderHttp:
         except (ValueError, KeyError, TypeError, IndexError) as error:
             raise self.malformed(response, call) from error
 
-    def malformed(self, response: requests.Response, call: str) -> ProviderRejected:
-        return ProviderRejected(
+    def malformed(self, response: requests.Response, call: str) -> ProviderMalformed:
+        return ProviderMalformed(
             f"{self.provider} answered {call} with an unexpected body",
             status=response.status_code,
             body=response.text,

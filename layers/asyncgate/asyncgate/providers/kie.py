@@ -150,9 +150,9 @@ class KieProvider:
         task_id = data.get("taskId")
         if not isinstance(task_id, str) or not task_id:
             raise self._http.malformed(response, "submit")
-        return ProviderJob(provider_request_id=id_prefix + task_id)
+        return ProviderJob(provider_request_id=task_id, reference=id_prefix + task_id if id_prefix else None)
 
-    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+    def verify_callback(self, request: CallbackRequest, *, job_ref: str, now: datetime) -> None:
         """The body names this task; with the webhook HMAC key configured, Kie's signature over that task
         id and a timestamp within five minutes of `now`."""
         data = json_object(request, PROVIDER).get("data")
@@ -168,11 +168,11 @@ class KieProvider:
             if not hmac.compare_digest(base64.b64encode(digest), signature.encode()):
                 raise CallbackRejected(f"{PROVIDER} callback signature does not match")
         if task_id is not None:
-            check_job(task_id, provider_request_id.removeprefix(SUNO_ID_PREFIX), PROVIDER)
+            check_job(task_id, job_ref.removeprefix(SUNO_ID_PREFIX), PROVIDER)
 
-    def poll(self, provider_request_id: str) -> PollResult:
-        suno = provider_request_id.startswith(SUNO_ID_PREFIX)
-        task_id = provider_request_id.removeprefix(SUNO_ID_PREFIX)
+    def poll(self, job_ref: str) -> PollResult:
+        suno = job_ref.startswith(SUNO_ID_PREFIX)
+        task_id = job_ref.removeprefix(SUNO_ID_PREFIX)
         if not task_id:
             raise ProviderRejected(f"{PROVIDER}: empty task id")
         path = SUNO_RECORD_INFO_PATH if suno else RECORD_INFO_PATH
@@ -182,7 +182,7 @@ class KieProvider:
             response, "poll", lambda _: _suno_result(data, body) if suno else _market_result(data, body)
         )
 
-    def cancel(self, provider_request_id: str) -> None:
+    def cancel(self, job_ref: str) -> None:
         raise ProviderRejected(NOT_CANCELLABLE)
 
     def _answer(self, response: requests.Response, call: str) -> tuple[dict[str, Any], dict[str, Any]]:

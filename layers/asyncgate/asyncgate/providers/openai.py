@@ -85,16 +85,16 @@ class OpenAIProvider:
             raise self._http.malformed(response, "submit")
         return ProviderJob(provider_request_id=response_id)
 
-    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+    def verify_callback(self, request: CallbackRequest, *, job_ref: str, now: datetime) -> None:
         raise CallbackRejected("openai does not take callbacks")
 
-    def poll(self, provider_request_id: str) -> PollResult:
-        response = self._http.request("GET", _path(provider_request_id))
+    def poll(self, job_ref: str) -> PollResult:
+        response = self._http.request("GET", _path(job_ref))
         return self._http.parsed(response, "poll", poll_result)
 
-    def cancel(self, provider_request_id: str) -> None:
+    def cancel(self, job_ref: str) -> None:
         # Cancelling a finished (or foreground) response is refused with a 4xx: ProviderRejected.
-        response = self._http.request("POST", _path(provider_request_id) + "/cancel")
+        response = self._http.request("POST", _path(job_ref) + "/cancel")
         self._http.checked(response, "cancel")
 
 

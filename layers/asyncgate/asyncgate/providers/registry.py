@@ -116,9 +116,9 @@ class GuardedProvider:
             unexpected=ProviderRejected,
         )
 
-    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+    def verify_callback(self, request: CallbackRequest, *, job_ref: str, now: datetime) -> None:
         try:
-            _adapter(self.name).verify_callback(request, provider_request_id=provider_request_id, now=now)
+            _adapter(self.name).verify_callback(request, job_ref=job_ref, now=now)
         except CallbackRejected:
             raise
         except Exception as error:
@@ -127,13 +127,11 @@ class GuardedProvider:
             logger.exception("callback verification failed unexpectedly", extra={"provider": self.name})
             raise CallbackRejected(f"{self.name} callback could not be verified") from error
 
-    def poll(self, provider_request_id: str) -> PollResult:
-        return self._call(
-            "poll", lambda adapter: adapter.poll(provider_request_id), unexpected=ProviderUnavailable
-        )
+    def poll(self, job_ref: str) -> PollResult:
+        return self._call("poll", lambda adapter: adapter.poll(job_ref), unexpected=ProviderUnavailable)
 
-    def cancel(self, provider_request_id: str) -> None:
-        self._call("cancel", lambda adapter: adapter.cancel(provider_request_id), unexpected=ProviderRejected)
+    def cancel(self, job_ref: str) -> None:
+        self._call("cancel", lambda adapter: adapter.cancel(job_ref), unexpected=ProviderRejected)
 
     def _call(
         self, call: str, action: Callable[[Provider], Answer], *, unexpected: type[ProviderError]

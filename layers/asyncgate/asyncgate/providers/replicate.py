@@ -112,7 +112,7 @@ class ReplicateProvider:
             raise self._http.malformed(response, "submit")
         return ProviderJob(provider_request_id=prediction_id)
 
-    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+    def verify_callback(self, request: CallbackRequest, *, job_ref: str, now: datetime) -> None:
         """A Standard Webhooks signature by the account's secret, a `webhook-timestamp` within five minutes
         of `now` (checked here rather than by `Webhook.verify`, which reads the wall clock), and a body
         that is this prediction."""
@@ -129,14 +129,14 @@ class ReplicateProvider:
         # The header lists `v1,<base64>` signatures, space-separated (one per active secret).
         if not any(hmac.compare_digest(expected, given.encode()) for given in signatures.split()):
             raise CallbackRejected("Replicate callback signature does not match")
-        check_job(json_object(request, "Replicate").get("id"), provider_request_id, "Replicate")
+        check_job(json_object(request, "Replicate").get("id"), job_ref, "Replicate")
 
-    def poll(self, provider_request_id: str) -> PollResult:
-        response = self._http.request("GET", _prediction_path(provider_request_id))
+    def poll(self, job_ref: str) -> PollResult:
+        response = self._http.request("GET", _prediction_path(job_ref))
         return self._http.parsed(response, "poll", poll_result)
 
-    def cancel(self, provider_request_id: str) -> None:
-        response = self._http.request("POST", _prediction_path(provider_request_id) + "/cancel")
+    def cancel(self, job_ref: str) -> None:
+        response = self._http.request("POST", _prediction_path(job_ref) + "/cancel")
         self._http.checked(response, "cancel")
 
     def _secret(self) -> Webhook:

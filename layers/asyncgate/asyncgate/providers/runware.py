@@ -45,7 +45,8 @@ from asyncgate.providers.outputs import output as output_for
 PROVIDER = "runware"
 TASKS_PATH = "/v1"
 DEFAULT_TASK_TYPE = "imageInference"
-# provider_request_id = "<taskUUID>::<numberResults>": a poll needs both to tell a finished batch.
+# The job's reference is "<taskUUID>::<numberResults>": a poll needs both to tell a finished batch (the
+# execution's providerRequestId is the taskUUID alone).
 ID_SEPARATOR = "::"
 
 # Each generation's status (runware.ai/docs/utilities/task-responses), the only place it is translated.
@@ -128,27 +129,29 @@ class RunwareProvider:
             )
         if not data:
             raise self._http.malformed(response, "submit")
-        return ProviderJob(provider_request_id=f"{task_uuid}{ID_SEPARATOR}{number_results}")
+        return ProviderJob(
+            provider_request_id=task_uuid, reference=f"{task_uuid}{ID_SEPARATOR}{number_results}"
+        )
 
-    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
+    def verify_callback(self, request: CallbackRequest, *, job_ref: str, now: datetime) -> None:
         """Runware does not sign: only that every task the body names is this one."""
         try:
             body = json.loads(request.body)
         except ValueError:
             raise CallbackRejected(f"{PROVIDER} callback body is not JSON") from None
-        task_uuid = provider_request_id.partition(ID_SEPARATOR)[0]
+        task_uuid = job_ref.partition(ID_SEPARATOR)[0]
         for named in _callback_task_uuids(body):
             check_job(named, task_uuid, PROVIDER)
 
-    def poll(self, provider_request_id: str) -> PollResult:
-        task_uuid, _, count = provider_request_id.partition(ID_SEPARATOR)
+    def poll(self, job_ref: str) -> PollResult:
+        task_uuid, _, count = job_ref.partition(ID_SEPARATOR)
         expected = int(count) if count.isdigit() and int(count) > 0 else 1
         response = self._http.request(
             "POST", TASKS_PATH, json=[{"taskType": "getResponse", "taskUUID": task_uuid}]
         )
         return self._http.parsed(response, "poll", lambda body: _poll_result(body, task_uuid, expected))
 
-    def cancel(self, provider_request_id: str) -> None:
+    def cancel(self, job_ref: str) -> None:
         raise ProviderRejected(NOT_CANCELLABLE)
 
 

@@ -70,15 +70,15 @@ class SimProvider:
             raise self._http.malformed(response, "submit")
         return ProviderJob(provider_request_id=job_id)
 
-    def verify_callback(self, request: CallbackRequest, *, provider_request_id: str, now: datetime) -> None:
-        check_job(json_object(request, PROVIDER).get("id"), provider_request_id, PROVIDER)
+    def verify_callback(self, request: CallbackRequest, *, job_ref: str, now: datetime) -> None:
+        check_job(json_object(request, PROVIDER).get("id"), job_ref, PROVIDER)
 
-    def poll(self, provider_request_id: str) -> PollResult:
-        response = self._call("GET", f"/v1/jobs/{quote(provider_request_id, safe='')}")
+    def poll(self, job_ref: str) -> PollResult:
+        response = self._call("GET", f"/v1/jobs/{quote(job_ref, safe='')}")
         return self._http.parsed(response, "poll", _poll_result)
 
-    def cancel(self, provider_request_id: str) -> None:
-        response = self._call("POST", f"/v1/jobs/{quote(provider_request_id, safe='')}/cancel")
+    def cancel(self, job_ref: str) -> None:
+        response = self._call("POST", f"/v1/jobs/{quote(job_ref, safe='')}/cancel")
         self._http.checked(response, "cancel")
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> requests.Response:

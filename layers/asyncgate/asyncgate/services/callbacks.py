@@ -56,11 +56,9 @@ def receive_callback(
 
 def _act_on(deps: Deps, execution: Execution, request: CallbackRequest) -> CallbackOutcome:
     now = deps.clock()
-    if execution.provider_request_id is not None:
+    if execution.job_ref is not None:
         try:
-            deps.providers(execution.provider).verify_callback(
-                request, provider_request_id=execution.provider_request_id, now=now
-            )
+            deps.providers(execution.provider).verify_callback(request, job_ref=execution.job_ref, now=now)
         except CallbackRejected as rejected:
             raise _refused("signature", reason=str(rejected)) from None
     if execution.terminal:

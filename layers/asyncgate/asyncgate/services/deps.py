@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from functools import cache
 
 from asyncgate import aws
-from asyncgate.delivery.tasks import DeliveryRetries
+from asyncgate.delivery.tasks import DeliveryRetries, WebhookBodies
 from asyncgate.domain.catalog import Catalog, ModelSpec, load_catalog
 from asyncgate.domain.clock import utcnow
 from asyncgate.errors import UnknownModel
@@ -20,6 +20,7 @@ from asyncgate.secrets import secret_value
 from asyncgate.settings import Settings, get_settings
 from asyncgate.store.accounts import AccountStore
 from asyncgate.store.executions import ExecutionStore
+from asyncgate.store.handoffs import HandoffStore
 from asyncgate.store.idempotency import IdempotencyStore
 from asyncgate.store.keys import ApiKeyStore
 from asyncgate.store.results import NoResults, Results, ResultStore
@@ -35,6 +36,7 @@ class Deps:
     api_keys: ApiKeyStore
     webhooks: WebhookStore
     delivery_retries: DeliveryRetries
+    handoffs: HandoffStore
     scheduler: PollScheduler
     catalog: Catalog
     providers: Callable[[str], Provider]
@@ -94,7 +96,12 @@ def default_deps() -> Deps:
         idempotency=IdempotencyStore(aws.dynamodb(), settings.table_name),
         api_keys=ApiKeyStore(aws.dynamodb(), settings.table_name),
         webhooks=WebhookStore(aws.dynamodb(), settings.table_name),
-        delivery_retries=DeliveryRetries(aws.stepfunctions(), settings.webhook_state_machine_arn),
+        handoffs=HandoffStore(aws.dynamodb(), settings.table_name),
+        delivery_retries=DeliveryRetries(
+            aws.stepfunctions(),
+            settings.webhook_state_machine_arn,
+            WebhookBodies(aws.s3(), settings.results_bucket) if settings.results_bucket else None,
+        ),
         scheduler=PollScheduler(aws.sqs(), settings.poll_queue_url),
         catalog=load_catalog(settings.catalog_file),
         providers=provider_for,

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from aws_lambda_powertools.metrics import MetricUnit
 
 from asyncgate.domain.accounts import Account
-from asyncgate.domain.catalog import ModelSpec
+from asyncgate.domain.catalog import ModelSpec, Number
 from asyncgate.domain.execution import EventType, Execution, advance, new_execution, new_tick_id
 from asyncgate.domain.idempotency import (
     IDEMPOTENCY_WINDOW,
@@ -30,6 +30,7 @@ from asyncgate.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InsufficientCredits,
+    PayloadTooLarge,
     ProviderSubmitFailed,
     QueueLimitExceeded,
     UnknownModel,
@@ -38,10 +39,17 @@ from asyncgate.errors import (
 from asyncgate.observability import logger, metrics
 from asyncgate.providers.registry import ProviderNotConfigured, check_configured
 from asyncgate.services.deps import Deps
-from asyncgate.services.lifecycle import arm_tick, commit, dispatch
+from asyncgate.services.lifecycle import arm_tick, commit, dispatch, lost_dispatch_failed
 from asyncgate.services.webhooks import checked_webhook_url
 from asyncgate.store.accounts import AccountRefused
-from asyncgate.store.executions import IdempotencyKeyTaken, InvalidCursor, Page, StaleWrite
+from asyncgate.store.executions import (
+    IdempotencyKeyTaken,
+    InvalidCursor,
+    Page,
+    StaleWrite,
+    cursor_after,
+)
+from asyncgate.store.items import stored_bytes
 from asyncgate.store.keys import Principal
 
 # How often a long poll re-reads the execution while it waits for a change.
@@ -51,6 +59,10 @@ IN_FLIGHT_WAIT_SECONDS = 5.0
 IDEMPOTENT_REPLAYED = "Idempotent-Replayed"
 # Cancel re-reads and retries when its conditional write loses a race with a tick.
 CANCEL_ATTEMPTS = 3
+# The most an input may take as the execution stores it (its item holds 400 KB in all, and the result,
+# the error and the bookkeeping need room beside it). A JSON body re-serialized can grow (`1e5` is stored
+# as `100000.0`), so the stored form is what is measured, not the request's 256 KiB.
+MAX_INPUT_BYTES = 240 * 1024
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,11 @@ def submit(deps: Deps, principal: Principal, command: SubmitCommand) -> SubmitOu
         )
     if errors := spec.input_errors(dict(command.input)):
         raise ValidationFailed(f"input does not match the schema of {spec.model}", errors)
+    if (size := stored_bytes(command.input)) > MAX_INPUT_BYTES:
+        raise PayloadTooLarge(
+            f"input takes {size} bytes as stored, over {MAX_INPUT_BYTES}",
+            details={"limit": MAX_INPUT_BYTES, "field": "input"},
+        )
     if command.webhook_url is not None:
         checked_webhook_url(deps, command.webhook_url)
     now = deps.clock()
@@ -124,6 +141,8 @@ def submit(deps: Deps, principal: Principal, command: SubmitCommand) -> SubmitOu
         # before recording the dispatch, the sweeper finds the execution and fails it (never re-submits).
         first_tick_at=now,
         dispatching=inline,
+        # The price of this input (per image, per second...), held until the job settles.
+        reserved_credits=spec.price_of(command.input),
         callback_base=command.callback_base,
     )
     record = None
@@ -146,7 +165,7 @@ def submit(deps: Deps, principal: Principal, command: SubmitCommand) -> SubmitOu
         assert record is not None
         return _replay(deps, record)
     except AccountRefused as refused:
-        raise _refusal(deps, refused.account, spec) from None
+        raise _refusal(deps, refused.account, spec, queued.reserved_credits) from None
     metrics.add_metric(name="Submits", unit=MetricUnit.Count, value=1)
     if not inline:
         arm_tick(deps, queued, now=now)
@@ -196,11 +215,12 @@ def _replay(deps: Deps, attempt: IdempotencyRecord) -> SubmitOutcome:
             )
         if record.receipt is not None:
             metrics.add_metric(name="IdempotentReplays", unit=MetricUnit.Count, value=1)
-            return _answer(record.receipt, replayed=True)
+            return _answer(_current(deps, record.receipt), replayed=True)
         age = (deps.clock() - record.created_at).total_seconds()
         if age > deps.settings.idempotency_in_flight_seconds:
             execution = deps.executions.get(record.execution_id)
             if execution is not None:
+                execution = _settled_dispatch(deps, execution)
                 deps.idempotency.complete(record, SubmitReceipt.recovered(execution))
                 continue  # read back whichever answer was recorded first
         if time.monotonic() >= give_up_at:
@@ -213,8 +233,42 @@ def _replay(deps: Deps, attempt: IdempotencyRecord) -> SubmitOutcome:
         pause = min(pause * 2, 0.5)
 
 
-def _refusal(deps: Deps, account: Account | None, spec: ModelSpec) -> AsyncgateError:
-    price = spec.price.credits
+def _current(deps: Deps, receipt: SubmitReceipt) -> SubmitReceipt:
+    """The receipt a replay answers with. An answer of `queued` said the job was not dispatched yet, so
+    its replay says where the execution is now (running with its provider id, or failed, ...); any other
+    answer was final and is answered again as it was."""
+    if receipt.status is not Status.QUEUED:
+        return receipt
+    execution = deps.executions.get(receipt.execution_id)
+    if execution is None:
+        return receipt
+    return receipt.model_copy(
+        update={"status": execution.status, "provider_request_id": execution.provider_request_id}
+    )
+
+
+def _settled_dispatch(deps: Deps, execution: Execution) -> Execution:
+    """The execution of a first request that died before answering (only an inline dispatch's request
+    records its answer after the provider's), its dispatch's fate settled: one still unrecorded past the
+    in-flight window (longer than the submit function can run) is surely lost, so the execution fails
+    now (as the sweeper would fail it later), and the request's answer is the failed submit, not
+    `queued`."""
+    now = deps.clock()
+    lost = (
+        execution.status is Status.QUEUED
+        and execution.dispatch_started_at is not None
+        and (now - execution.dispatch_started_at).total_seconds()
+        > deps.settings.idempotency_in_flight_seconds
+    )
+    if not lost:
+        return execution
+    try:
+        return commit(deps, execution, lost_dispatch_failed(deps, execution, now=now), now=now)
+    except StaleWrite:
+        return deps.executions.get(execution.execution_id) or execution
+
+
+def _refusal(deps: Deps, account: Account | None, spec: ModelSpec, price: Number) -> AsyncgateError:
     if account is None:
         return InsufficientCredits(
             "this tenant has no credit account", details={"required": price, "available": 0}
@@ -323,6 +377,17 @@ def list_executions(
     return Page(
         items=[item for item in page.items if _visible(item, principal, now)], next_cursor=page.next_cursor
     )
+
+
+def within_bytes(page: Page, sizes: list[int], max_bytes: int) -> Page:
+    """The page cut where its items' answer sizes (`sizes`, in order) would pass `max_bytes` (a Lambda
+    answer holds 6 MB), with a cursor that goes on right after the last item kept; at least one item."""
+    used = 0
+    for count, size in enumerate(sizes):
+        used += size
+        if count and used > max_bytes:
+            return Page(items=page.items[:count], next_cursor=cursor_after(page.items[count - 1]))
+    return page
 
 
 def cancel(deps: Deps, principal: Principal, execution_id: str) -> CancelOutcome:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ from asyncgate.providers.base import (
     Provider,
     ProviderError,
     ProviderJob,
+    ProviderMalformed,
     ProviderRejected,
     ProviderState,
     ProviderUnavailable,
@@ -37,7 +39,7 @@ from asyncgate.providers.base import (
 from asyncgate.scheduling import TickMessage
 from asyncgate.services.deps import Deps
 from asyncgate.services.outputs import out_of_time, stored_outputs
-from asyncgate.store.executions import StaleWrite
+from asyncgate.store.executions import ItemTooLarge, StaleWrite
 
 # After cancel was asked, look again soon: the provider usually confirms within seconds.
 CANCEL_FOLLOW_UP_SECONDS = 2.0
@@ -49,13 +51,23 @@ COPY_ROUNDS = 4
 FINAL_STATES = frozenset({ProviderState.SUCCEEDED, ProviderState.FAILED, ProviderState.CANCELLED})
 # A dispatch whose write loses a race re-reads and records its outcome again, this many times at most.
 RECORD_ATTEMPTS = 3
+# Between two tries to record a dispatch whose write failed (DynamoDB throttling or unavailable).
+RECORD_RETRY_SECONDS = (0.2, 0.8)
 
 
-def commit(deps: Deps, before: Execution, after: Execution, *, now: datetime) -> None:
+def commit(deps: Deps, before: Execution, after: Execution, *, now: datetime) -> Execution:
     """Write the transition (conditional on the version read; raises StaleWrite when it lost a race),
-    then arm the tick the new state waits for. If the send fails the execution is left overdue, and the
-    sweeper re-arms it: the write, not the message, is the source of truth."""
-    deps.executions.update(before, after)
+    then arm the tick the new state waits for; returns the execution as written. If the send fails the
+    execution is left overdue, and the sweeper re-arms it: the write, not the message, is the source of
+    truth. A transition too big for its item can never be written: the execution ends INTERNAL_ERROR
+    instead (the write that says so only shrinks the item), rather than failing every tick for ever."""
+    try:
+        deps.executions.update(before, after)
+    except ItemTooLarge as error:
+        logger.error(
+            "execution too large to write", extra={"itemBytes": error.size, "to": after.status.value}
+        )
+        return give_up(deps, before, now=now, reason="the execution's data grew past what can be stored")
     if after.status is not before.status:
         metrics.add_metric(
             name=f"Executions{after.status.value.title().replace('_', '')}", unit=MetricUnit.Count, value=1
@@ -63,6 +75,28 @@ def commit(deps: Deps, before: Execution, after: Execution, *, now: datetime) ->
         logger.info("execution transition", extra={"from": before.status.value, "to": after.status.value})
     if not after.terminal and after.next_poll_at and after.tick_id != before.tick_id:
         arm_tick(deps, after, now=now)
+    return after
+
+
+def give_up(deps: Deps, execution: Execution, *, now: datetime, reason: str) -> Execution:
+    """End a live execution that the gateway cannot finish (its ticks keep failing, its data cannot be
+    written): failed INTERNAL_ERROR (cancelled when cancel was asked), refunded, its provider job cancelled
+    where it can be. Needs nothing but the execution itself: not its model (it may have left the
+    catalog), not its result. Raises StaleWrite when the execution moved meanwhile."""
+    after = advance(
+        execution,
+        Event.GAVE_UP,
+        now=now,
+        retention=deps.retention,
+        failure=Failure(message=f"{reason}; credits are refunded"),
+        result=None,
+    )
+    deps.executions.update(execution, after)
+    metrics.add_metric(name="ExecutionsGivenUp", unit=MetricUnit.Count, value=1)
+    logger.error("execution given up", extra={"reason": reason, "from": execution.status.value})
+    if execution.job_ref is not None:
+        _cancel_quietly(deps.providers(execution.provider), execution.job_ref)
+    return after
 
 
 def arm_tick(deps: Deps, execution: Execution, *, now: datetime) -> None:
@@ -156,6 +190,7 @@ def _dispatched(
         now=now,
         retention=deps.retention,
         provider_request_id=outcome.provider_request_id,
+        provider_job_ref=outcome.reference,
         started_at=now,
         # Until a poll tells more, the job has all of its expected run ahead.
         eta_seconds=math.ceil(spec.expected_duration_seconds),
@@ -171,26 +206,84 @@ def dispatch(deps: Deps, execution: Execution, spec: ModelSpec, *, now: datetime
     """Hand a queued execution, already marked as dispatching, to its provider and record the outcome:
     running with a first poll planned, or failed. Returns the execution as stored afterwards.
 
-    A submit is called once and never retried: the provider may have started (and billed) the job. If
-    the execution was cancelled while the provider was being called, the new job is cancelled too, so
-    nothing runs (and bills) with nobody following it.
+    A submit is called once and never retried: the provider may have started (and billed) the job. So
+    its outcome must be recorded, or the job stopped: when the write loses a race, the execution is read
+    again and the outcome recorded on top of bookkeeping (a sweeper, an early callback); when the write
+    fails (DynamoDB throttling, an outage), it is tried again a few times. A job the execution does not
+    end up holding (it was cancelled or failed meanwhile, or the write never succeeded) is cancelled at
+    the provider, best effort, so nothing runs and bills with nobody following it; a job the re-read
+    shows as the execution's own is never cancelled (a write whose answer was lost did commit).
     """
     outcome, awaits_callbacks = _submit_to_provider(deps, execution, spec)
     before = execution
-    for _ in range(RECORD_ATTEMPTS):
+    failure: Exception | None = None
+    known = True  # whether the last read told where the execution stands
+    for attempt in range(RECORD_ATTEMPTS):
         after = _dispatched(deps, before, spec, outcome, awaits_callbacks=awaits_callbacks, now=now)
         try:
-            commit(deps, before, after, now=now)
+            return commit(deps, before, after, now=now)
         except StaleWrite:
+            failure = None
+        except Exception as error:  # the write failed, not only lost a race: try again shortly
+            failure = error
+            logger.warning("dispatch not recorded; trying again", exc_info=True)
+            time.sleep(RECORD_RETRY_SECONDS[min(attempt, len(RECORD_RETRY_SECONDS) - 1)])
+        try:
             current = deps.executions.get(execution.execution_id)
-            if current is not None and current.status is Status.QUEUED:
-                before = current  # only bookkeeping moved (e.g. the sweeper): record on top of it
-                continue
-            if isinstance(outcome, ProviderJob) and spec.cancel:
-                _cancel_quietly(deps.providers(spec.provider), outcome.provider_request_id)
-            return current or after
-        return after
-    raise RuntimeError(f"could not record the dispatch of {execution.execution_id}")
+        except Exception:
+            if failure is None:
+                raise
+            known = False
+            continue
+        known = True
+        if isinstance(outcome, ProviderJob) and current is not None and _holds_job(current, outcome):
+            return current  # the outcome is recorded: this job is the execution's own
+        if current is not None and current.status is Status.QUEUED:
+            before = current  # only bookkeeping moved (or nothing): record on top of it
+            continue
+        _stop_orphan(deps, spec, outcome)
+        return current or after
+    # The outcome could not be recorded: the execution stays queued with its dispatch started (the
+    # sweeper fails it, never submitting again), the job is stopped if the execution surely does not hold
+    # it, and this attempt fails.
+    if known:
+        _stop_orphan(deps, spec, outcome)
+    elif isinstance(outcome, ProviderJob):
+        metrics.add_metric(name="PossibleOrphanJobs", unit=MetricUnit.Count, value=1)
+        logger.error(
+            "dispatch outcome unknown; the provider job may run unfollowed",
+            extra={"providerRequestId": outcome.provider_request_id},
+        )
+    raise failure or RuntimeError(f"could not record the dispatch of {execution.execution_id}")
+
+
+def _holds_job(execution: Execution, job: ProviderJob) -> bool:
+    return execution.provider_request_id == job.provider_request_id and execution.job_ref == job.job_ref
+
+
+def _stop_orphan(deps: Deps, spec: ModelSpec, outcome: ProviderJob | ProviderError) -> None:
+    """Cancel a job the provider accepted but no execution holds (best effort: some cannot be)."""
+    if not isinstance(outcome, ProviderJob):
+        return
+    metrics.add_metric(name="OrphanJobsCancelled", unit=MetricUnit.Count, value=1)
+    logger.warning(
+        "provider job not recorded; cancelling it", extra={"providerRequestId": outcome.provider_request_id}
+    )
+    if spec.cancel:
+        _cancel_quietly(deps.providers(spec.provider), outcome.job_ref)
+
+
+def lost_dispatch_failed(deps: Deps, execution: Execution, *, now: datetime) -> Execution:
+    """A queued execution whose dispatch began and never recorded its outcome (a crash, a timeout), as
+    it ends: failed, never submitted again (the provider may have the job; a second submit could run
+    and bill it twice)."""
+    return advance(
+        execution,
+        Event.SUBMIT_FAILED,
+        now=now,
+        retention=deps.retention,
+        failure=Failure(message="the dispatch to the provider did not complete; it is not retried"),
+    )
 
 
 def step(deps: Deps, execution: Execution, spec: ModelSpec, *, now: datetime) -> Execution:
@@ -203,13 +296,9 @@ def step(deps: Deps, execution: Execution, spec: ModelSpec, *, now: datetime) ->
     if execution.status is Status.QUEUED:
         if (now - execution.created_at).total_seconds() > spec.max_duration_seconds:
             return finish(Event.TIMED_OUT)
-        # A dispatch began and never recorded its outcome (a crash, a timeout): the provider may have
-        # the job, so submitting again could run and bill it twice.
-        return finish(
-            Event.SUBMIT_FAILED,
-            failure=Failure(message="the dispatch to the provider did not complete; it is not retried"),
-        )
-    assert execution.provider_request_id is not None
+        return lost_dispatch_failed(deps, execution, now=now)
+    job_ref = execution.job_ref
+    assert job_ref is not None
     provider = deps.providers(spec.provider)
     started = execution.started_at or execution.created_at
     elapsed = (now - started).total_seconds()
@@ -221,19 +310,20 @@ def step(deps: Deps, execution: Execution, spec: ModelSpec, *, now: datetime) ->
     try:
         if execution.status is Status.CANCEL_REQUESTED and spec.cancel and not cancel_sent:
             try:
-                provider.cancel(execution.provider_request_id)
+                provider.cancel(job_ref)
             except ProviderRejected as error:
                 # The provider will not cancel (it may have finished already): the poll below tells.
                 logger.info("provider refused cancel", extra={"providerStatus": error.status})
             cancel_sent = True
-        polled = provider.poll(execution.provider_request_id)
-    except ProviderUnavailable as error:
+        polled = provider.poll(job_ref)
+    except (ProviderUnavailable, ProviderMalformed) as error:
         metrics.add_metric(name="ProviderPollErrors", unit=MetricUnit.Count, value=1)
         errors = execution.consecutive_errors + 1
         if errors > spec.poll_error_budget:
             return finish(Event.UNREACHABLE, failure=_failure(error), cancel_sent=cancel_sent)
         # A rate limit's Retry-After is the provider's own word on when to come back: never sooner.
-        delay = max(error_retry_delay(errors, deps.rng), error.retry_after or 0.0)
+        retry_after = error.retry_after if isinstance(error, ProviderUnavailable) else None
+        delay = max(error_retry_delay(errors, deps.rng), retry_after or 0.0)
         return finish(
             Event.PROGRESSED,
             consecutive_errors=errors,
@@ -258,17 +348,18 @@ def _last_look(
     """Past its time: one last poll, so a job that did finish (just before the limit, or its callback
     lost while polls were the far safety net) keeps its result. Otherwise it times out, and its job is
     cancelled where the provider can."""
-    assert execution.provider_request_id is not None
+    job_ref = execution.job_ref
+    assert job_ref is not None
     fields: dict[str, Any] = {"cancel_sent": execution.cancel_sent}
     try:
-        polled: PollResult | None = provider.poll(execution.provider_request_id)
+        polled: PollResult | None = provider.poll(job_ref)
         fields |= {"poll_count": execution.poll_count + 1, "consecutive_errors": 0}
     except ProviderError:
         polled = None
     if polled is not None and polled.state in FINAL_STATES:
         return _after_poll(deps, execution, spec, polled, now=now, elapsed=elapsed, fields=fields)
     if spec.cancel:
-        _cancel_quietly(provider, execution.provider_request_id)
+        _cancel_quietly(provider, job_ref)
     return advance(execution, Event.TIMED_OUT, now=now, retention=deps.retention, **fields)
 
 
@@ -319,10 +410,7 @@ def _after_poll(
             return finish(Event.PROVIDER_FAILED, failure=failure, result=result)
         case ProviderState.CANCELLED:
             return finish(Event.PROVIDER_CANCELLED, result=result)
-    if execution.status is Status.CANCEL_REQUESTED and not spec.cancel:
-        # Nothing can stop the provider's job: stop following it, keep what it made so far.
-        return finish(Event.CANCEL_CONFIRMED, result=result)
-    if execution.status is Status.CANCEL_REQUESTED:
+    if execution.status is Status.CANCEL_REQUESTED and spec.cancel:
         delay = CANCEL_FOLLOW_UP_SECONDS
     else:
         delay = _next_delay(deps, execution, spec, polled, elapsed=elapsed)
@@ -372,9 +460,9 @@ def _raw_body(polled: PollResult) -> str | None:
     return truncate_body(redact_callback_tokens(json.dumps(polled.raw))) if polled.raw else None
 
 
-def _cancel_quietly(provider: Provider, provider_request_id: str) -> None:
-    """Stop a job we gave up on; the execution fails either way, so a refusal is only logged."""
+def _cancel_quietly(provider: Provider, job_ref: str) -> None:
+    """Stop a job nobody follows any more; it ends either way, so a refusal is only logged."""
     try:
-        provider.cancel(provider_request_id)
+        provider.cancel(job_ref)
     except ProviderError as error:
-        logger.warning("provider cancel failed after timeout", extra={"providerStatus": error.status})
+        logger.warning("provider cancel failed", extra={"providerStatus": error.status})

@@ -3,10 +3,12 @@ provider before the transition is written (the copy's outcome is part of the sam
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from asyncgate import budget
 from asyncgate.domain.execution import Execution, OutputRef
 from asyncgate.observability import logger, metrics
 from asyncgate.providers.base import Output
@@ -19,10 +21,27 @@ from asyncgate.store.results import OUT_OF_TIME, redacted
 COPY_BUDGET_SECONDS = 40.0
 # When the job has succeeded, the waits before the second and third attempt of a failed copy.
 COPY_RETRY_WAITS = (0.5, 1.0)
+# The most outputs an execution keeps (each is a few hundred bytes of its item, which holds 400 KB).
+MAX_OUTPUTS = 100
 
 
 def _output(output: Output) -> OutputRef:
     return OutputRef(url=output.url, content_type=output.content_type)
+
+
+def kept_url(url: str) -> str:
+    """The source URL as the execution keeps it: a `data:` URL (a text result, up to megabytes) only by
+    its media type and digest, which still tells it apart from another; any other URL as it is."""
+    if url[:5].lower() != "data:":
+        return url
+    digest = hashlib.sha256(url.encode()).hexdigest()
+    return f"{url.partition(',')[0][:100]},sha256:{digest}"
+
+
+def _kept(output: OutputRef) -> OutputRef:
+    """A copied output keeps its source only by `kept_url` (it is read from the results bucket); one
+    not copied keeps its URL whole, since that is where it is read."""
+    return output.model_copy(update={"url": kept_url(output.url)}) if output.stored else output
 
 
 def stored_outputs(
@@ -34,17 +53,19 @@ def stored_outputs(
     failed copy is tried up to three times at once, and what still fails keeps the provider's URL: the
     execution succeeds all the same, and says which outputs are copied."""
     known = execution.result.outputs if execution.result else []
-    deadline = time.monotonic() + COPY_BUDGET_SECONDS
+    deadline = time.monotonic() + budget.seconds_left(COPY_BUDGET_SECONDS)
+    if len(outputs) > MAX_OUTPUTS:
+        logger.warning("outputs beyond the bound are not kept", extra={"outputs": len(outputs)})
     stored: list[OutputRef] = []
-    for index, polled in enumerate(outputs):
+    for index, polled in enumerate(outputs[:MAX_OUTPUTS]):
         output = _output(polled)
         before = _known_output(known, index, output.url)
         if before is not None and (before.stored or before.copy_refused):
             # Carried over, under the provider's latest URL (which may carry a renewed token).
-            stored.append(before.model_copy(update={"url": output.url}))
+            stored.append(_kept(before.model_copy(update={"url": output.url})))
             continue
         waits = COPY_RETRY_WAITS if final else ()
-        stored.append(_copied(deps, execution, index, output, waits=waits, deadline=deadline))
+        stored.append(_kept(_copied(deps, execution, index, output, waits=waits, deadline=deadline)))
     if final:
         failed = [(index, output) for index, output in enumerate(stored) if output.copy_error]
         if failed:
@@ -61,7 +82,7 @@ def _known_output(known: list[OutputRef], index: int, url: str) -> OutputRef | N
     """The execution's record of an output: the one with the same URL, else the one at the same place
     with the same URL but for its query string (a provider that signs its URLs anew on each poll)."""
     for output in known:
-        if output.url == url:
+        if output.url in {url, kept_url(url)}:
             return output
     if index < len(known) and redacted(known[index].url) == redacted(url) and not url.startswith("data:"):
         return known[index]

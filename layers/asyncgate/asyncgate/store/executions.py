@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from asyncgate.domain.clock import format_ts
 from asyncgate.domain.execution import Execution, WebhookAttempt, WebhookState
@@ -25,9 +25,11 @@ from asyncgate.store.items import (
     LIST_SHARDS,
     Item,
     attempt_attributes,
+    created_key,
     due_shard,
     execution_key,
     from_item,
+    item_size,
     serialize,
     tenant_shard,
     to_attributes,
@@ -46,10 +48,23 @@ MAX_RECORDED_ATTEMPTS = 50
 BY_DUE_INDEX = "ByDue"
 # Attributes that identify an item and never change after creation.
 _IMMUTABLE = frozenset({"pk", "sk", "executionId", "tenant", "tenantShard", "createdKey", "createdAt"})
+# Attributes the notifier writes apart from the lifecycle's versioned writes.
+_UNVERSIONED = frozenset({"webhookState", "webhookAttempts"})
+# DynamoDB's item limit (400 KB) less room for what is appended to an item without the lifecycle's
+# writes: the webhook attempt log (MAX_RECORDED_ATTEMPTS entries of a few hundred bytes) and its state.
+ITEM_LIMIT_BYTES = 400 * 1024 - 20 * 1024
 
 
 class StaleWrite(Exception):
     """Someone else changed the execution since it was read (the conditional write lost)."""
+
+
+class ItemTooLarge(Exception):
+    """The execution, as it would be written, does not fit in one DynamoDB item: nothing was written."""
+
+    def __init__(self, execution_id: str, size: int) -> None:
+        super().__init__(f"execution {execution_id} would take {size} bytes, over {ITEM_LIMIT_BYTES}")
+        self.size = size
 
 
 class IdempotencyKeyTaken(Exception):
@@ -71,8 +86,26 @@ def _is_condition_failure(error: ClientError) -> bool:
     return code in {"ConditionalCheckFailedException", "TransactionCanceledException"}
 
 
+def _versioned(execution: Execution) -> dict[str, Any]:
+    return {name: value for name, value in to_attributes(execution).items() if name not in _UNVERSIONED}
+
+
+def _checked_item(execution: Execution) -> Item:
+    """The execution's item; ItemTooLarge when it would not fit."""
+    item = to_item(execution)
+    size = item_size(item)
+    if size > ITEM_LIMIT_BYTES:
+        raise ItemTooLarge(execution.execution_id, size)
+    return item
+
+
 def encode_cursor(position: str) -> str:
     return base64.urlsafe_b64encode(json.dumps({"v": 1, "before": position}).encode()).decode().rstrip("=")
+
+
+def cursor_after(execution: Execution) -> str:
+    """The cursor of the page that goes on after `execution` (newest first)."""
+    return encode_cursor(created_key(execution))
 
 
 def decode_cursor(cursor: str) -> str:
@@ -99,14 +132,15 @@ class ExecutionStore:
         (queue limit and credits) and, when the request has one, its idempotency record.
 
         Raises AccountRefused (the account would not take it) or IdempotencyKeyTaken (the record's key
-        is held by an earlier request); nothing is written then.
+        is held by an earlier request) or ItemTooLarge; nothing is written then.
         """
+        item = _checked_item(execution)
         reservation = reserve_operations(self._table, execution, now)
         operations: list[TransactWriteItemTypeDef] = [
             {
                 "Put": {
                     "TableName": self._table,
-                    "Item": to_item(execution),
+                    "Item": item,
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
             },
@@ -134,7 +168,32 @@ class ExecutionStore:
         """Write what changed from `before` to `after`, only if the item is still at `before.version`.
 
         Only changed attributes are written, so writers of other attributes are never overwritten.
+        Raises StaleWrite when another writer moved the execution first, ItemTooLarge (nothing written)
+        when `after` does not fit in an item. An answer lost after the write committed (a timeout, or a
+        retried request whose first try had committed and whose retry then failed its condition) is
+        told apart by reading the item back: the write succeeded if the item holds `after`.
         """
+        _checked_item(after)
+        try:
+            self._write(before, after)
+        except StaleWrite:
+            if self._holds(after):
+                return
+            raise
+        except (ClientError, BotoCoreError) as error:
+            if self._holds(after):
+                return
+            current = self.get(before.execution_id)
+            if current is None or current.version != before.version:
+                raise StaleWrite(before.execution_id) from error
+            raise
+
+    def _holds(self, execution: Execution) -> bool:
+        """Whether the stored item is `execution` as the lifecycle writes it."""
+        current = self.get(execution.execution_id)
+        return current is not None and _versioned(current) == _versioned(execution)
+
+    def _write(self, before: Execution, after: Execution) -> None:
         old, new = to_attributes(before), to_attributes(after)
         changed = {
             name: value

@@ -62,6 +62,11 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def stored_bytes(value: Any) -> int:
+    """How many bytes a free-form value (an input) takes as the item stores it."""
+    return len(_json(value).encode())
+
+
 def _dump(model: Any) -> str:
     return _json(model.model_dump(mode="json"))
 
@@ -90,10 +95,12 @@ def to_attributes(execution: Execution) -> dict[str, Any]:
         "completedAt": format_ts(execution.completed_at) if execution.completed_at else None,
         "updatedAt": format_ts(execution.updated_at),
         "providerRequestId": execution.provider_request_id,
+        "providerJobRef": execution.provider_job_ref,
         "result": _dump(execution.result) if execution.result else None,
         "error": _dump(execution.error) if execution.error else None,
         "pollCount": execution.poll_count,
         "consecutiveErrors": execution.consecutive_errors,
+        "failedTicks": execution.failed_ticks or None,
         "costCredits": execution.cost.credits if execution.cost else None,
         "reservedCredits": execution.reserved_credits,
         "metadata": _json(execution.metadata),
@@ -118,6 +125,30 @@ def to_attributes(execution: Execution) -> dict[str, Any]:
         "earlyCallback": execution.early_callback or None,
         "copyRounds": execution.copy_rounds or None,
     }
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """An upper bound of the item's size as DynamoDB counts it against its 400 KB limit: the UTF-8 bytes
+    of every attribute name and string, numbers at their longest (21 bytes), 3 bytes per list or map and 1
+    per element in it (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html)."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def _value_size(value: dict[str, Any]) -> int:
+    kind, inner = next(iter(value.items()))
+    if kind == "S":
+        return len(inner.encode())
+    if kind == "N":
+        return 21
+    if kind == "B":
+        return len(inner)
+    if kind == "L":
+        return 3 + sum(1 + _value_size(element) for element in inner)
+    if kind == "M":
+        return 3 + sum(1 + len(name.encode()) + _value_size(element) for name, element in inner.items())
+    if kind in {"SS", "NS", "BS"}:
+        return sum(len(str(element).encode()) for element in inner)
+    return 1  # BOOL, NULL
 
 
 def serialize(attributes: dict[str, Any]) -> Item:
@@ -180,10 +211,12 @@ def from_item(item: dict[str, Any]) -> Execution:
         completed_at=ts("completedAt"),
         updated_at=parse_ts(raw["updatedAt"]),
         provider_request_id=raw.get("providerRequestId"),
+        provider_job_ref=raw.get("providerJobRef"),
         result=Result.model_validate_json(raw["result"]) if raw.get("result") else None,
         error=ExecutionError.model_validate_json(raw["error"]) if raw.get("error") else None,
         poll_count=int(raw.get("pollCount", 0)),
         consecutive_errors=int(raw.get("consecutiveErrors", 0)),
+        failed_ticks=int(raw.get("failedTicks", 0)),
         cost=Cost(credits=_number(raw["costCredits"])) if raw.get("costCredits") is not None else None,
         reserved_credits=_number(raw.get("reservedCredits", Decimal(0))),
         metadata=json.loads(raw.get("metadata") or "{}"),

@@ -7,7 +7,8 @@
 
 The tenant item is only ever updated attribute by attribute (never put whole), so writers of its other
 attributes are not clobbered. Creating and deleting an endpoint is a transaction with the tenant item's
-`webhookCount`, so the per-tenant bound holds under concurrent creates.
+`webhookCount`, so the per-tenant bound holds under concurrent creates; like every transaction on the
+tenant item, it is retried when it only collided with another (a submit's).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from asyncgate.domain.clock import format_ts, parse_ts, utcnow
 from asyncgate.domain.execution import EventType
 from asyncgate.domain.webhooks import WebhookEndpoint, new_webhook_secret
 from asyncgate.store.items import tenant_key
-from asyncgate.store.transactions import cancellation_reasons
+from asyncgate.store.transactions import TransactionCancelled, transact
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -80,10 +81,6 @@ def _endpoint_of(tenant: str, item: dict[str, AttributeValueTypeDef]) -> Webhook
             "previous_secret_expires_at": parse_ts(expires["S"]) if expires else None,
         }
     )
-
-
-def _cancellation_codes(error: ClientError) -> list[str]:
-    return [reason.code for reason in cancellation_reasons(error)]
 
 
 class WebhookStore:
@@ -210,8 +207,9 @@ class WebhookStore:
     def create(self, endpoint: WebhookEndpoint) -> None:
         """Store a new endpoint; TooManyEndpoints when the tenant is at its bound."""
         try:
-            self._client.transact_write_items(
-                TransactItems=[
+            transact(
+                self._client,
+                [
                     {
                         "Update": {
                             "TableName": self._table,
@@ -233,21 +231,21 @@ class WebhookStore:
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }
                     },
-                ]
+                ],
             )
-        except ClientError as error:
-            codes = _cancellation_codes(error)
-            if codes[:1] == ["ConditionalCheckFailed"]:
+        except TransactionCancelled as cancelled:
+            if cancelled.failed(0):
                 raise TooManyEndpoints(
                     f"a tenant has at most {MAX_ENDPOINTS_PER_TENANT} webhook endpoints"
-                ) from error
+                ) from cancelled
             raise
 
     def delete(self, tenant: str, endpoint_id: str) -> None:
         """Remove the tenant's endpoint; EndpointNotFound when it has none by that id."""
         try:
-            self._client.transact_write_items(
-                TransactItems=[
+            transact(
+                self._client,
+                [
                     {
                         "Delete": {
                             "TableName": self._table,
@@ -264,9 +262,9 @@ class WebhookStore:
                             "ExpressionAttributeValues": {":zero": {"N": "0"}, ":one": {"N": "1"}},
                         }
                     },
-                ]
+                ],
             )
-        except ClientError as error:
-            if _cancellation_codes(error)[:1] == ["ConditionalCheckFailed"]:
-                raise EndpointNotFound(f"webhook endpoint {endpoint_id!r} not found") from error
+        except TransactionCancelled as cancelled:
+            if cancelled.failed(0):
+                raise EndpointNotFound(f"webhook endpoint {endpoint_id!r} not found") from cancelled
             raise

@@ -3,6 +3,7 @@ answers what it is told to (fail the first N, always fail, 410 Gone, redirect)."
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -32,17 +33,38 @@ def failing_first(failures: int, status: int = 503) -> Responder:
     return lambda count: (status, {}) if count <= failures else (200, {})
 
 
+# Given the number of deliveries so far (this one included), the seconds to wait before answering.
+Pause = Callable[[int], float]
+
+
+def _no_pause(count: int) -> float:
+    return 0.0
+
+
+class _ReceiverServer(ThreadingHTTPServer):
+    # Deliveries arrive many at once under load (the soak): they queue rather than being refused.
+    request_queue_size = 256
+    daemon_threads = True
+
+
 @dataclass
 class WebhookReceiver:
     responder: Responder = field(default_factory=lambda: always(200))
     received: list[Received] = field(default_factory=list)
+    # A receiver slower than a sender waits (the chaos harness's slow receiver).
+    pause: Pause = field(default_factory=lambda: _no_pause)
+    # Bytes of body in every answer: a huge answer, which a sender must not read whole.
+    answer_bytes: int = 0
+    # The port to listen on; 0 takes a free one, kept, so a receiver stopped starts again at its URL
+    # (a receiver down for a while).
+    port: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        assert self._server is not None or self.port, "start the receiver first, or give it a port"
+        return f"http://127.0.0.1:{self.port}/hook"
 
     def start(self) -> WebhookReceiver:
         receiver = self
@@ -57,17 +79,29 @@ class WebhookReceiver:
                         )
                     )
                     status, headers = receiver.responder(len(receiver.received))
+                    pause = receiver.pause(len(receiver.received))
+                time.sleep(pause)
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
-                self.send_header("content-length", "0")
+                self.send_header("content-length", str(receiver.answer_bytes))
                 self.end_headers()
+                self._send_body(receiver.answer_bytes)
+
+            def _send_body(self, size: int) -> None:
+                if not size:
+                    return
+                chunk = b"x" * min(size, 1 << 16)
+                # A sender that read the status and hung up is what a huge answer is for.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    for start in range(0, size, len(chunk)):
+                        self.wfile.write(chunk[: size - start])
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _ReceiverServer(("127.0.0.1", self.port), Handler)
+        self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

@@ -43,6 +43,15 @@ HTTP API (JSON bodies; every error answers `{"error": {"message": "..."}}`):
     A few fake bytes of the output's content type once output n is ready; 404 before (or never).
 
 Timestamps are RFC 3339 UTC with milliseconds and a Z.
+
+Faults on purpose (the chaos harness, `python -m chaos`): `SimProviderServer.faults = SimFaults(...)`
+makes the server misbehave as providers do, whatever the jobs' own `input.sim` asks (the catalog's
+schema of `input.sim` is product data, so these are server switches). Each request to one of the
+routes named draws at most one fault: an error answer instead of the work, or the work done and then
+a broken answer (a body that is not the API's JSON, an answer later than the client waits, none at
+all); a cancel that finds the job already finished (it succeeded just before) answering 409; each
+callback sent several times at once, and callbacks while the job still runs. `max_faults` bounds how
+many are played in all, so faults stay transient as in real life.
 """
 
 from __future__ import annotations
@@ -50,10 +59,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import random
 import secrets
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -81,6 +92,40 @@ MAX_OUTPUTS = 16
 MAX_BODY_BYTES = 1 << 20
 FAILURE_MESSAGE = "simulated failure: the model crashed"
 CALLBACK_TIMEOUT_SECONDS = 5.0
+# The routes a fault can be played on.
+ROUTES = frozenset({"submit", "poll", "cancel", "output"})
+# A 200 answer that no client of the API can read.
+GARBAGE = b"<html><body>502 Bad Gateway</body></html>"
+
+
+@dataclass(frozen=True)
+class SimFaults:
+    """How the server misbehaves on purpose. Rates are per request to one of `routes`; at most one
+    fault is drawn per request, in the order error, garbage, slow, hang."""
+
+    routes: frozenset[str] = ROUTES
+    # Answer `error_status` instead of doing the work (a submit then creates no job).
+    error_rate: float = 0.0
+    error_status: int = 503
+    # Do the work, answer 200 with GARBAGE (a submit's job then runs, its id never known).
+    garbage_rate: float = 0.0
+    # Do the work, answer only after `slow_seconds` (past the client's read timeout: a timeout).
+    slow_rate: float = 0.0
+    slow_seconds: float = 0.0
+    # Do the work, never answer: the connection is held `hang_seconds` (or until the server stops),
+    # then closed.
+    hang_rate: float = 0.0
+    hang_seconds: float = 60.0
+    # A cancel of a running job finds it finished: it succeeded (all outputs ready, its callback sent)
+    # just before, and the cancel answers 409.
+    finish_on_cancel: bool = False
+    # Each callback POSTed this many times at once; and this many more, status `running`, at random
+    # moments while the job runs.
+    callback_copies: int = 1
+    early_callbacks: int = 0
+    # At most this many faults (errors, garbage, slow, hang) played in all; None: no bound.
+    max_faults: int | None = None
+    seed: int | None = None
 
 
 class SimInputError(ValueError):
@@ -143,6 +188,12 @@ class _Job:
     gets: int = 0
     cancelled_after: float | None = None  # seconds into the run
     cancelled_at: datetime | None = None
+    # Seconds into the run when it finished early (SimFaults.finish_on_cancel); None: at its duration.
+    finished_after: float | None = None
+
+    @property
+    def duration(self) -> float:
+        return self.finished_after if self.finished_after is not None else self.spec.duration_seconds
 
     def elapsed(self, now: float) -> float:
         return self.cancelled_after if self.cancelled_after is not None else now - self.started
@@ -150,7 +201,7 @@ class _Job:
     def status(self, now: float) -> str:
         if self.cancelled_after is not None:
             return "cancelled"
-        if self.elapsed(now) < self.spec.duration_seconds:
+        if self.elapsed(now) < self.duration:
             return "running"
         return self.end_status
 
@@ -162,12 +213,12 @@ class _Job:
     def ready_outputs(self, now: float) -> int:
         if self.spec.outcome != "succeed":
             return 0
-        fraction = min(self.elapsed(now) / self.spec.duration_seconds, 1.0)
+        fraction = min(self.elapsed(now) / self.duration, 1.0)
         return int(self.spec.outputs * fraction)
 
     def view(self, now: float, base_url: str) -> dict[str, Any]:
         status = self.status(now)
-        duration = self.spec.duration_seconds
+        duration = self.duration
         progress = min(self.elapsed(now) / duration, 1.0) * 100.0
         completed_at: datetime | None = self.cancelled_at
         if status in ("succeeded", "failed"):
@@ -209,13 +260,56 @@ class _JobBook:
         self._jobs: dict[str, _Job] = {}
         # Each job's pending callback: its timer and the URL it calls.
         self._callbacks: dict[str, tuple[threading.Timer, str]] = {}
+        # Callbacks while jobs run (SimFaults.early_callbacks), cancelled when the server stops.
+        self._early: list[threading.Timer] = []
         self.drop_callbacks = drop_callbacks
         self.callbacks_sent = 0
         self.callbacks_dropped = 0
+        self.faults = SimFaults()
+        self._rng = random.Random()  # noqa: S311 - fault draws, not secrets
+        # Faults played so far, by kind (error, garbage, slow, hang, finished, callback); and how many
+        # answers the faults in force have broken (bounded by their max_faults).
+        self.played: Counter[str] = Counter()
+        self._broken = 0
+
+    def set_faults(self, faults: SimFaults) -> None:
+        with self._lock:
+            self.faults = faults
+            self._rng = random.Random(faults.seed)  # noqa: S311 - fault draws, not secrets
+            self._broken = 0
+
+    def played_so_far(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self.played)
+
+    def draw_fault(self, route: str | None) -> str | None:
+        """The fault this request to `route` plays, if any (counted)."""
+        with self._lock:
+            faults = self.faults
+            spent = faults.max_faults is not None and self._broken >= faults.max_faults
+            if route not in faults.routes or spent:
+                return None
+            draw = self._rng.random()
+            for kind, rate in (
+                ("error", faults.error_rate),
+                ("garbage", faults.garbage_rate),
+                ("slow", faults.slow_rate),
+                ("hang", faults.hang_rate),
+            ):
+                if draw < rate:
+                    self.played[kind] += 1
+                    self._broken += 1
+                    return kind
+                draw -= rate
+            return None
 
     def count(self) -> int:
         with self._lock:
             return len(self._jobs)
+
+    def ids_for(self, reference: str) -> list[str]:
+        with self._lock:
+            return [job.id for job in self._jobs.values() if job.reference == reference]
 
     def gets(self, job_id: str) -> int:
         with self._lock:
@@ -241,6 +335,8 @@ class _JobBook:
             self._jobs[job.id] = job
             if callback_url is not None:
                 self._schedule(job.id, callback_url, spec.duration_seconds, self._ended)
+                for _ in range(self.faults.early_callbacks):
+                    self._early_callback(job.id, callback_url, self._rng.uniform(0, spec.duration_seconds))
             return job.view(job.started, base_url)
 
     def get(self, job_id: str, base_url: str) -> dict[str, Any]:
@@ -255,6 +351,9 @@ class _JobBook:
         with self._lock:
             job = self._job(job_id)
             now = time.monotonic()
+            if job.status(now) == "running" and self.faults.finish_on_cancel:
+                self._finish_now(job, now)
+                raise _Answer(HTTPStatus.CONFLICT, f"job {job_id} already finished")
             if job.status(now) == "running":
                 job.cancelled_after = now - job.started
                 job.cancelled_at = datetime.now(UTC)
@@ -277,9 +376,28 @@ class _JobBook:
     def stop_callbacks(self) -> None:
         """Cancel every callback not yet due (one being sent finishes on its own daemon thread)."""
         with self._lock:
-            for timer, _ in self._callbacks.values():
+            for timer in [timer for timer, _ in self._callbacks.values()] + self._early:
                 timer.cancel()
             self._callbacks.clear()
+            self._early.clear()
+
+    def _finish_now(self, job: _Job, now: float) -> None:
+        """The job ends at once as it would have at its duration (under the lock); its callback too."""
+        job.finished_after = now - job.started
+        self.played["finished"] += 1
+        pending = self._callbacks.pop(job.id, None)
+        if pending is not None:
+            timer, url = pending
+            timer.cancel()
+            self._schedule(job.id, url, 0.0, self._ended)
+
+    def _early_callback(self, job_id: str, url: str, delay: float) -> None:
+        """A callback while the job runs (under the lock): a hint that comes before there is news."""
+        timer = threading.Timer(delay, self._call_back, args=(url, job_id, "running"))
+        timer.daemon = True
+        self._early.append(timer)
+        self.played["callback"] += 1
+        timer.start()
 
     def _job(self, job_id: str) -> _Job:
         job = self._jobs.get(job_id)
@@ -310,11 +428,25 @@ class _JobBook:
         self._call_back(url, job_id, "cancelled")
 
     def _call_back(self, url: str, job_id: str, status: str) -> None:
-        """One POST of `{"id", "status"}`, outside the lock; errors ignored (a lost callback)."""
+        """One POST of `{"id", "status"}` (SimFaults.callback_copies of them at once), outside the lock;
+        errors ignored (a lost callback)."""
         with self._lock:
             if self.drop_callbacks:
                 self.callbacks_dropped += 1
                 return
+            copies = self.faults.callback_copies
+            self.played["callback"] += copies - 1
+        senders = [
+            threading.Thread(target=self._post_callback, args=(url, job_id, status), daemon=True)
+            for _ in range(copies - 1)
+        ]
+        for sender in senders:
+            sender.start()
+        self._post_callback(url, job_id, status)
+        for sender in senders:
+            sender.join()
+
+    def _post_callback(self, url: str, job_id: str, status: str) -> None:
         with contextlib.suppress(requests.RequestException):
             requests.post(url, json={"id": job_id, "status": status}, timeout=CALLBACK_TIMEOUT_SECONDS)
         with self._lock:
@@ -325,6 +457,8 @@ class _HttpServer(ThreadingHTTPServer):
     def __init__(self, port: int, book: _JobBook) -> None:
         super().__init__((HOST, port), _Handler)
         self.book = book
+        # Set when the server stops: a hanging answer (SimFaults.hang_rate) lets go then.
+        self.stopping = threading.Event()
 
     @property
     def url(self) -> str:
@@ -352,22 +486,40 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, method: str) -> None:
         parts = [unquote(part) for part in urlsplit(self.path).path.strip("/").split("/")]
-        book, base_url = self.server.book, self.server.url
+        server = self.server
+        fault = server.book.draw_fault(_route(method, parts))
+        faults = server.book.faults
         try:
-            match method, parts:
-                case "POST", ["v1", "jobs"]:
-                    self._send_json(HTTPStatus.CREATED, self._submit())
-                case "GET", ["v1", "jobs", job_id]:
-                    self._send_json(HTTPStatus.OK, book.get(job_id, base_url))
-                case "POST", ["v1", "jobs", job_id, "cancel"]:
-                    self._send_json(HTTPStatus.OK, book.cancel(job_id, base_url))
-                case "GET", ["v1", "jobs", job_id, "outputs", number] if number.isdigit():
-                    content_type = book.output(job_id, int(number))
-                    self._send(HTTPStatus.OK, content_type, FAKE_CONTENT[content_type])
-                case _:
-                    raise _Answer(HTTPStatus.NOT_FOUND, f"no route {method} {self.path}")
+            if fault == "error":
+                raise _Answer(faults.error_status, "simulated provider error")
+            status, content_type, data = self._work(method, parts)
         except _Answer as answer:
-            self._send_json(answer.status, {"error": {"message": answer.message}})
+            status, content_type = answer.status, "application/json"
+            data = json.dumps({"error": {"message": answer.message}}).encode()
+        if fault == "garbage":
+            status, content_type, data = HTTPStatus.OK, "application/json", GARBAGE
+        elif fault == "slow":
+            server.stopping.wait(faults.slow_seconds)
+        elif fault == "hang":
+            server.stopping.wait(faults.hang_seconds)
+            self.close_connection = True
+            return  # no answer: the connection closes with the request unanswered
+        self._send(status, content_type, data)
+
+    def _work(self, method: str, parts: list[str]) -> tuple[HTTPStatus | int, str, bytes]:
+        book, base_url = self.server.book, self.server.url
+        match method, parts:
+            case "POST", ["v1", "jobs"]:
+                return HTTPStatus.CREATED, "application/json", json.dumps(self._submit()).encode()
+            case "GET", ["v1", "jobs", job_id]:
+                return HTTPStatus.OK, "application/json", json.dumps(book.get(job_id, base_url)).encode()
+            case "POST", ["v1", "jobs", job_id, "cancel"]:
+                return HTTPStatus.OK, "application/json", json.dumps(book.cancel(job_id, base_url)).encode()
+            case "GET", ["v1", "jobs", job_id, "outputs", number] if number.isdigit():
+                content_type = book.output(job_id, int(number))
+                return HTTPStatus.OK, content_type, FAKE_CONTENT[content_type]
+            case _:
+                raise _Answer(HTTPStatus.NOT_FOUND, f"no route {method} {self.path}")
 
     def _submit(self) -> dict[str, Any]:
         length = int(self.headers.get("Content-Length") or 0)
@@ -400,15 +552,26 @@ class _Handler(BaseHTTPRequestHandler):
         created = self.server.book.create(model, reference, spec, self.server.url, callback_url)
         return {key: created[key] for key in ("id", "status", "createdAt")}
 
-    def _send_json(self, status: HTTPStatus | int, body: dict[str, Any]) -> None:
-        self._send(status, "application/json", json.dumps(body).encode())
-
     def _send(self, status: HTTPStatus | int, content_type: str, data: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+def _route(method: str, parts: list[str]) -> str | None:
+    """The name of a request's route, as SimFaults.routes names them."""
+    match method, parts:
+        case "POST", ["v1", "jobs"]:
+            return "submit"
+        case "GET", ["v1", "jobs", _]:
+            return "poll"
+        case "POST", ["v1", "jobs", _, "cancel"]:
+            return "cancel"
+        case "GET", ["v1", "jobs", _, "outputs", _]:
+            return "output"
+    return None
 
 
 class SimProviderServer:
@@ -439,6 +602,7 @@ class SimProviderServer:
         self._book.stop_callbacks()
         if self._httpd is None:
             return
+        self._httpd.stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
@@ -471,6 +635,21 @@ class SimProviderServer:
         self._book.drop_callbacks = drop
 
     @property
+    def faults(self) -> SimFaults:
+        """The faults the server plays on purpose (none by default); set at any time."""
+        return self._book.faults
+
+    @faults.setter
+    def faults(self, faults: SimFaults) -> None:
+        self._book.set_faults(faults)
+
+    @property
+    def faults_played(self) -> Counter[str]:
+        """Faults played so far, by kind: error, garbage, slow, hang, finished (a cancel that found the
+        job finished), callback (a callback copy, or one while the job ran)."""
+        return self._book.played_so_far()
+
+    @property
     def callbacks_sent(self) -> int:
         """Callbacks POSTed so far, whatever their receivers answered (or failed to)."""
         return self._book.callbacks_sent
@@ -484,6 +663,10 @@ class SimProviderServer:
     def job_count(self) -> int:
         """Jobs created so far (a submit refused through `submitStatus` creates none)."""
         return self._book.count()
+
+    def jobs_for(self, reference: str) -> list[str]:
+        """The ids of the jobs submitted with this client reference (the execution id), oldest first."""
+        return self._book.ids_for(reference)
 
     def poll_count(self, job_id: str) -> int:
         """GETs of the job so far, the 503s of `pollErrors` included; 0 for an id never issued."""

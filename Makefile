@@ -11,15 +11,17 @@ PORT ?= 3000
 PYTEST_WORKERS ?= 2
 # Generated cases of `make fuzz` (`make test` runs the same fuzzing with 300).
 FUZZ_CASES ?= 1000
+# Executions of `make soak` (`make test` runs a soak of 300).
+N ?= 10000
 
 SAM_VENV := .tools/sam
 SAM := $(SAM_VENV)/bin/sam
 
 # mypy over the code directories that exist. Every function is `functions/<name>/app.py`; with
 # explicit_package_bases (pyproject.toml) each is checked as module `functions.<name>.app`.
-MYPY_DIRS := $(wildcard layers/asyncgate/asyncgate src/asyncgate_dev src/asyncgate_client functions tests bench)
+MYPY_DIRS := $(wildcard layers/asyncgate/asyncgate src/asyncgate_dev src/asyncgate_client functions tests bench chaos)
 
-.PHONY: install lint format test unit integration e2e fuzz openapi bench dev demo build clean
+.PHONY: install lint format test unit integration e2e fuzz openapi bench soak chaos dev demo build clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [[ ! -x "$(PY)" ]]; then python3 -m venv "$(VENV)"; fi
@@ -63,6 +65,16 @@ openapi: install
 
 bench: install
 	"$(PY)" -m bench.run
+
+# The fault matrix: every fault injected into the real handlers on the local stack, its executions
+# checked against the invariants; exits non-zero on any violation (`make test` runs a short one).
+# FAULTS=a,b picks faults (`$(PY) -m chaos --list`), EXECUTIONS=N sets the executions per fault.
+chaos: install
+	"$(PY)" -m chaos $(if $(FAULTS),--faults $(FAULTS)) $(if $(EXECUTIONS),--executions $(EXECUTIONS))
+
+# N executions through the local stack, then nothing lost, stuck or charged twice (issue 13).
+soak: install
+	"$(PY)" -m bench.soak --n $(N)
 
 dev: install
 	"$(VENV)/bin/asyncgate" dev --port $(PORT)
